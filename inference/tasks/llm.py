@@ -1,0 +1,2 @@
+"""Celery tasks (llm). Thin: take ids, call one service, own retry/failure handling."""
+from __future__ import annotations

@@ -1,0 +1,109 @@
+"""Shared fixtures: named personas (healthchecks style) and a real Celery worker process."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_ASSETS = REPO.parent / "shared" / "assets"
+FACES = SHARED_ASSETS / "faces"
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return User.objects.create_superuser("alice-admin", "alice@example.org", "password-alice")
+
+
+@pytest.fixture
+def researcher(db) -> User:
+    from annotations.models import RESEARCHER_GROUP
+
+    user = User.objects.create_user("rita-researcher", "rita@example.org", "password-rita", is_staff=True)
+    group, _ = Group.objects.get_or_create(name=RESEARCHER_GROUP)
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def annotator_user(db) -> User:
+    return User.objects.create_user("anna-annotator", "anna@example.org", "password-anna")
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    return User.objects.create_user("oscar-outsider", "oscar@example.org", "password-oscar")
+
+
+@pytest.fixture(autouse=True)
+def _media_root(tmp_path, settings) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def _worker_env() -> dict[str, str]:
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "evalplatform.settings_test"
+    # The worker must write into the test database pytest-django created, not the base one.
+    env["DATABASE_URL"] = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    env["CELERY_TASK_ALWAYS_EAGER"] = "0"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings, tmp_path) -> Iterator[subprocess.Popen]:
+    """A real `celery worker` subprocess consuming every queue over the real Redis broker.
+
+    Yields the Popen; tests may SIGKILL it (crash recovery) and start another with
+    `start_worker()` from this module.
+    """
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    from evalplatform.celery import app
+
+    app.conf.task_always_eager = False
+    app.control.purge()
+    proc = start_worker(tmp_path / "worker.log", settings.MEDIA_ROOT)
+    try:
+        yield proc
+    finally:
+        stop_worker(proc)
+        app.conf.task_always_eager = True
+
+
+def start_worker(log_path: Path, media_root: Path, queues: str = "default,va,llm,embed") -> subprocess.Popen:
+    env = _worker_env()
+    env["MEDIA_ROOT"] = str(media_root)
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "evalplatform", "worker", "-Q", queues, "--pool", "threads",
+         "--concurrency", "4", "--loglevel", "INFO", "--without-heartbeat", "--without-mingle",
+         "--without-gossip", "-n", f"test-{os.getpid()}-{time.time_ns()}@%h"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"celery worker exited early; see {log_path}:\n{log_path.read_text()[-3000:]}")
+        if b"ready." in log_path.read_bytes():
+            return proc
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"celery worker not ready in 60 s; see {log_path}")
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
