@@ -15,3 +15,7 @@ os.environ.setdefault("DATA_DIR", "/tmp/affect-eval-test")
 from .settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
+
+# Parallel test runs on one machine (several checkouts or developers) each set their own suffix so
+# they never drop each other's test database.
+DATABASES["default"]["TEST"] = {"NAME": "test_affect_eval" + os.environ.get("TEST_DB_SUFFIX", "")}  # noqa: F405

@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("annotations.urls")),
     path("pipeline/", include("inference.urls")),
+    path("research/", include("annotations.urls_research")),
 ]
 
 if settings.DEBUG:
