@@ -1,0 +1,132 @@
+"""Dataset import: validate every row, store images by content hash, upsert samples."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from inference.importers import FORMATS, ImportErrorRow, SampleRecord
+from inference.importers.base import ImageRejected, image_check
+from inference.models import BASIC_LABELS, EMOTIC_LABELS, Dataset, Sample
+
+LABEL_SETS = {"basic": BASIC_LABELS, "emotic": EMOTIC_LABELS}
+
+
+class ImportFailed(ValueError):
+    """The import as a whole cannot start (bad path, unknown format, conflicting dataset)."""
+
+
+@dataclass
+class ImportReport:
+    dataset: Dataset
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[ImportErrorRow] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return self.created + self.updated + self.unchanged + len(self.errors)
+
+    def summary(self) -> str:
+        return (f"dataset {self.dataset.name}: {self.created} created, {self.updated} updated, "
+                f"{self.unchanged} unchanged, {len(self.errors)} error(s)")
+
+
+def image_store(*, data: bytes, sha256: str, extension: str) -> str:
+    """Content-addressed storage: the same bytes are stored once, whatever their file name."""
+    name = f"samples/{sha256[:2]}/{sha256}.{extension}"
+    if not default_storage.exists(name):
+        saved = default_storage.save(name, ContentFile(data))
+        if saved != name:  # a concurrent import wrote the same content first; keep one copy
+            default_storage.delete(saved)
+    return name
+
+
+def _label_set_for(fmt: str, label_set: str | None) -> tuple[list[str], bool]:
+    key = label_set or ("emotic" if fmt == "emotic" else "basic")
+    if key not in LABEL_SETS:
+        raise ImportFailed(f"unknown label set {key!r} (choose {', '.join(LABEL_SETS)})")
+    return LABEL_SETS[key], key == "emotic"
+
+
+def _sample_fields(record: SampleRecord, stored_name: str, checked) -> dict:
+    return {
+        "image": stored_name, "image_sha256": checked.sha256, "width": checked.width, "height": checked.height,
+        "labels": record.labels, "gt_valence": record.gt_valence, "gt_arousal": record.gt_arousal,
+        "gt_dominance": record.gt_dominance, "references": record.references, "body_box": record.body_box,
+        "meta": record.meta,
+    }
+
+
+def dataset_import(
+    *,
+    path: str | Path,
+    name: str,
+    fmt: str,
+    label_set: str | None = None,
+    images_root: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+    records: Iterable[SampleRecord | ImportErrorRow] | None = None,
+) -> ImportReport:
+    """Import (or re-import) a dataset. Safe to re-run: unchanged rows are left alone."""
+    if fmt not in FORMATS:
+        raise ImportFailed(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
+    source = Path(path).expanduser()
+    if not source.exists():
+        raise ImportFailed(f"path does not exist: {source}")
+    labels, multilabel = _label_set_for(fmt, label_set)
+    existing = Dataset.objects.filter(name=name).first()
+    if existing and existing.format != fmt:
+        raise ImportFailed(f"dataset {name!r} already exists with format {existing.format!r}, not {fmt!r}")
+    dataset, _ = Dataset.objects.get_or_create(
+        name=name,
+        defaults={"format": fmt, "source_path": str(source.resolve()), "label_set": labels, "multilabel": multilabel},
+    )
+    report = ImportReport(dataset=dataset)
+    kwargs: dict = {"label_set": labels}
+    if fmt == "manifest":
+        kwargs["multilabel"] = multilabel
+    if fmt == "emotic" and images_root:
+        kwargs["images_root"] = Path(images_root)
+    iterator = records if records is not None else FORMATS[fmt](source, **kwargs)
+    seen: dict[str, str] = {}
+    for record in iterator:
+        if progress:
+            progress(1)
+        if isinstance(record, ImportErrorRow):
+            report.errors.append(record)
+            continue
+        if record.external_id in seen:
+            report.errors.append(ImportErrorRow(record.location, f"duplicate of {seen[record.external_id]} "
+                                                f"({record.external_id})"))
+            continue
+        seen[record.external_id] = record.location
+        try:
+            checked = image_check(record.image_path, max_bytes=settings.IMPORT_MAX_IMAGE_BYTES,
+                                  max_pixels=settings.IMPORT_MAX_IMAGE_PIXELS)
+        except ImageRejected as exc:
+            report.errors.append(ImportErrorRow(record.location, str(exc)))
+            continue
+        stored = image_store(data=checked.data, sha256=checked.sha256, extension=checked.extension)
+        fields = _sample_fields(record, stored, checked)
+        with transaction.atomic():
+            sample = (Sample.objects.select_for_update()
+                      .filter(dataset=dataset, external_id=record.external_id).first())
+            if sample is None:
+                Sample.objects.create(dataset=dataset, external_id=record.external_id, **fields)
+                report.created += 1
+            elif all(getattr(sample, key) == (str(value) if key == "image" else value)
+                     for key, value in fields.items() if key != "image") and sample.image.name == stored:
+                report.unchanged += 1
+            else:
+                for key, value in fields.items():
+                    setattr(sample, key, value)
+                sample.save()
+                report.updated += 1
+    return report
