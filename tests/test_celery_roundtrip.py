@@ -1,0 +1,23 @@
+"""A real round trip: a task sent through the real Redis broker, run by a real worker process, writing to
+the real PostgreSQL test database."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from inference.models import Dataset, Sample
+from inference.tasks.imports import dataset_import_task
+from tests.conftest import FACES
+
+
+@pytest.mark.celery_worker
+def test_it_runs_an_import_on_a_real_worker(celery_worker_process) -> None:
+    result = dataset_import_task.delay(str(FACES / "demo-manifest.csv"), "roundtrip", "manifest")
+    assert result.id
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and Sample.objects.filter(dataset__name="roundtrip").count() < 10:
+        assert celery_worker_process.poll() is None, "worker died"
+        time.sleep(0.5)
+    assert Dataset.objects.get(name="roundtrip").format == "manifest"
+    assert Sample.objects.filter(dataset__name="roundtrip").count() == 10
