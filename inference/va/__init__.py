@@ -1,0 +1,1 @@
+"""Valence/arousal models: FaceChannel port (facechannel), expression-derived VA (expression), word norms."""
