@@ -1,0 +1,490 @@
+"""Agreement statistics as pure functions over arrays (no ORM; CONVENTIONS.md rule 7).
+
+Ratings come in long format: one (unit, value) pair per rating, where `unit` is any hashable item id.
+Krippendorff's alpha only needs the values each unit received (who gave them does not matter), so
+everything works from a units x values count matrix; that keeps a 1,000,000-rating study small.
+
+Every statistic returns a result object whose `reason` is non-empty when the value is undefined (one
+rater, no variation, nothing pairable...). An undefined statistic is never reported as a number.
+
+References
+  Krippendorff, K. (2011). Computing Krippendorff's Alpha-Reliability. Annenberg School for
+    Communication, University of Pennsylvania. https://repository.upenn.edu/asc_papers/43
+  Hayes, A. F., & Krippendorff, K. (2007). Answering the call for a standard reliability measure
+    for coding data. Communication Methods and Measures, 1(1), 77-89.
+  Krippendorff, K. (2006, rev. 2011). Algorithm for bootstrapping a distribution of alpha.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import krippendorff
+import numpy as np
+from scipy import stats
+
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+CORRELATION_METHODS = ("spearman", "kendall", "pearson")
+
+
+class AgreementInputError(ValueError):
+    """The data cannot be analysed as given (unknown level, value outside the domain...)."""
+
+
+@dataclass
+class AlphaResult:
+    level: str
+    alpha: float | None
+    reason: str = ""
+    units: int = 0  # units with two or more ratings (pairable units)
+    pairable_values: int = 0  # n.. in Krippendorff's notation
+    pairs: int = 0  # unordered pairs of values within units
+    observed_disagreement: float | None = None
+    expected_disagreement: float | None = None
+
+    @property
+    def defined(self) -> bool:
+        return self.alpha is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BootstrapResult:
+    alpha: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float = 0.95
+    alpha_min: float = 0.667
+    p_below_min: float | None = None
+    resamples: int = 0
+    draws: int = 0  # pairs drawn per resample
+    seed: int | None = None
+    reason: str = ""
+    samples: np.ndarray | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("samples")
+        return out
+
+
+@dataclass
+class CorrelationResult:
+    method: str
+    r: float | None
+    p_value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+    resamples: int = 0
+    undefined_resamples: int = 0
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SplitHalfResult:
+    method: str
+    r_half: float | None
+    spearman_brown: float | None = None
+    n: int = 0
+    splits: int = 0
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class MeanResult:
+    mean: float | None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- data shaping -------------------------------------------------------------------------------
+
+def level_check(level: str) -> str:
+    if level not in LEVELS:
+        raise AgreementInputError(f"unknown level of measurement {level!r}; choose one of {', '.join(LEVELS)}")
+    return level
+
+
+def value_counts_from_long(
+    *, units: Sequence[Hashable], values: Sequence[Any], domain: Sequence[Any]
+) -> np.ndarray:
+    """Units x domain count matrix from long-format ratings (one entry per rating)."""
+    if len(units) != len(values):
+        raise AgreementInputError(f"{len(units)} unit ids but {len(values)} values")
+    if len(set(domain)) != len(domain):
+        raise AgreementInputError("the value domain lists a value twice")
+    value_idx = _domain_index(values, domain)
+    unit_arr = np.asarray(units)
+    if unit_arr.dtype == object:  # mixed ids: hash them one by one
+        seen: dict[Hashable, int] = {}
+        unit_idx = np.fromiter((seen.setdefault(u, len(seen)) for u in units), dtype=np.int64, count=len(units))
+    else:
+        unit_idx = np.unique(unit_arr, return_inverse=True)[1].reshape(-1)
+    n_units = int(unit_idx.max()) + 1 if len(unit_idx) else 0
+    counts = np.zeros((n_units, len(domain)), dtype=np.int64)
+    np.add.at(counts, (unit_idx, value_idx), 1)
+    return counts
+
+
+def _domain_index(values: Sequence[Any], domain: Sequence[Any]) -> np.ndarray:
+    """Position of every value in the domain; vectorised when both are numeric."""
+    vals = np.asarray(values)
+    dom = np.asarray(domain)
+    if vals.dtype.kind in "iuf" and dom.dtype.kind in "iuf" and len(vals):
+        order = np.argsort(dom, kind="stable")
+        pos = np.clip(np.searchsorted(dom[order], vals), 0, len(dom) - 1)
+        found = dom[order][pos] == vals
+        if not found.all():
+            bad = vals[~found][0]
+            raise AgreementInputError(f"value {bad.item()!r} is not in the value domain {list(domain)!r}")
+        return order[pos]
+    index = {value: i for i, value in enumerate(domain)}
+    try:
+        return np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
+    except KeyError as exc:
+        raise AgreementInputError(f"value {exc.args[0]!r} is not in the value domain {list(domain)!r}") from None
+
+
+def value_counts_from_matrix(reliability_data: np.ndarray, *, domain: Sequence[float]) -> np.ndarray:
+    """Units x domain counts from a raters x units matrix with NaN for a missing rating."""
+    data = np.asarray(reliability_data, dtype=float)
+    if data.ndim != 2:
+        raise AgreementInputError("reliability data must be a 2-D raters x units matrix")
+    present = ~np.isnan(data)
+    units = np.nonzero(present)[1]
+    return value_counts_from_long(units=units, values=data[present], domain=list(domain))
+
+
+def coincidences(value_counts: np.ndarray) -> np.ndarray:
+    """Krippendorff's observed coincidence matrix o_ck: each unit's m_u(m_u-1) ordered pairs,
+    weighted 1/(m_u - 1) so that every pairable value contributes exactly one in total."""
+    counts = np.asarray(value_counts, dtype=float)
+    m = counts.sum(axis=1)
+    pairable = m >= 2
+    counts, m = counts[pairable], m[pairable]
+    weighted = counts / (m - 1)[:, None]
+    return weighted.T @ counts - np.diag(weighted.sum(axis=0))
+
+
+def distances(*, domain: Sequence[Any], level: str, marginals: np.ndarray) -> np.ndarray:
+    """Squared difference function delta^2_ck for the level (Krippendorff 2011, section E)."""
+    level_check(level)
+    size = len(domain)
+    if level == "nominal":
+        return 1.0 - np.eye(size)
+    if level == "ordinal":
+        # Ranks are the coincidence marginals n_g between c and k, minus half of each end.
+        cum = np.cumsum(marginals)
+        lo = np.minimum.outer(np.arange(size), np.arange(size))
+        hi = np.maximum.outer(np.arange(size), np.arange(size))
+        between = cum[hi] - cum[lo] + marginals[lo]
+        return (between - (marginals[:, None] + marginals[None, :]) / 2.0) ** 2
+    values = np.asarray(domain, dtype=float)
+    diff = values[:, None] - values[None, :]
+    if level == "interval":
+        return diff**2
+    total = values[:, None] + values[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(total == 0, 0.0, diff / np.where(total == 0, 1.0, total))
+    return ratio**2
+
+
+def _domain_check(domain: Sequence[Any], level: str) -> None:
+    if len(domain) == 0:
+        raise AgreementInputError("the value domain is empty")
+    if level == "nominal":
+        return
+    try:
+        numbers = [float(v) for v in domain]
+    except (TypeError, ValueError):
+        raise AgreementInputError(f"{level} level needs numeric values; the domain is {list(domain)!r}") from None
+    if level in ("interval", "ratio") and any(math.isnan(x) or math.isinf(x) for x in numbers):
+        raise AgreementInputError("the value domain holds NaN or infinity")
+    if level == "ratio" and min(numbers) < 0:
+        raise AgreementInputError("ratio level needs non-negative values (an absolute zero)")
+
+
+# --- alpha --------------------------------------------------------------------------------------
+
+@dataclass
+class _Structure:
+    """What the bootstrap needs: coincidences, differences and the expected disagreement."""
+
+    o: np.ndarray
+    delta: np.ndarray
+    n_total: float
+    d_o: float
+    d_e: float
+    pairs: int
+    units: int
+
+
+def _structure(value_counts: np.ndarray, domain: Sequence[Any], level: str) -> _Structure | str:
+    counts = np.asarray(value_counts)
+    if counts.ndim != 2 or counts.shape[1] != len(domain):
+        raise AgreementInputError(f"value counts must be units x {len(domain)} (one column per domain value)")
+    m = counts.sum(axis=1)
+    pairable = m >= 2
+    if not pairable.any():
+        if m.sum() == 0:
+            return "no ratings"
+        return "no unit has two or more ratings, so no value is pairable (one rater per unit)"
+    o = coincidences(counts)
+    n_c = o.sum(axis=1)
+    n_total = float(n_c.sum())
+    delta = distances(domain=domain, level=level, marginals=n_c)
+    d_o = float((o * delta).sum() / n_total)
+    d_e = float((np.outer(n_c, n_c) * delta).sum() / (n_total * (n_total - 1)))
+    if d_e <= 0:
+        return "all pairable ratings are identical: the expected disagreement is 0, so alpha = 1 - 0/0"
+    pm = m[pairable]
+    return _Structure(o=o, delta=delta, n_total=n_total, d_o=d_o, d_e=d_e,
+                      pairs=int((pm * (pm - 1) // 2).sum()), units=int(pairable.sum()))
+
+
+def alpha_compute(*, value_counts: np.ndarray, domain: Sequence[Any], level: str) -> AlphaResult:
+    """Krippendorff's alpha at an explicit level over an explicit ordered value domain."""
+    level_check(level)
+    _domain_check(domain, level)
+    structure = _structure(value_counts, domain, level)
+    if isinstance(structure, str):
+        return AlphaResult(level=level, alpha=None, reason=structure)
+    counts = np.asarray(value_counts)
+    pairable = counts[counts.sum(axis=1) >= 2]
+    value = float(krippendorff.alpha(value_counts=pairable, value_domain=list(domain), level_of_measurement=level))
+    return AlphaResult(
+        level=level, alpha=value, units=structure.units, pairable_values=int(structure.n_total),
+        pairs=structure.pairs, observed_disagreement=structure.d_o, expected_disagreement=structure.d_e,
+    )
+
+
+def alpha_bootstrap(
+    *,
+    value_counts: np.ndarray,
+    domain: Sequence[Any],
+    level: str,
+    resamples: int = 1000,
+    alpha_min: float = 0.667,
+    confidence: float = 0.95,
+    seed: int | None = None,
+    max_draws: int | None = None,
+) -> BootstrapResult:
+    """Bootstrap distribution of alpha after Hayes & Krippendorff (2007) / Krippendorff's algorithm.
+
+    Each resample draws M pairs of values with replacement from the observed coincidences (cell
+    probabilities o_ck / n.., the two off-diagonal cells merged) and keeps the expected disagreement
+    fixed: alpha* = 1 - sum(delta^2 of the drawn pairs) / (M * D_e). M is the number of pairable
+    pairs in the data (Hayes & Krippendorff draw as many pairs as the data hold); `max_draws` caps it
+    like the "practical limit" of Krippendorff's algorithm note (he uses min(25 * Q, ...)).
+
+    Drawing M pairs from v(v+1)/2 cells is one multinomial draw, so all resamples come from a
+    single `multinomial(M, p, size=resamples)`: cost grows with resamples x cells, not with M.
+    Following Krippendorff's note, a resample whose pairs all fall into one diagonal cell (no
+    variation: alpha indeterminate) counts as 0, and alpha* below -1 is set to -1.
+    """
+    level_check(level)
+    _domain_check(domain, level)
+    if resamples < 1:
+        raise AgreementInputError("resamples must be at least 1")
+    if not 0 < confidence < 1:
+        raise AgreementInputError("confidence must be between 0 and 1")
+    structure = _structure(value_counts, domain, level)
+    if isinstance(structure, str):
+        return BootstrapResult(alpha=None, confidence=confidence, alpha_min=alpha_min, seed=seed, reason=structure)
+    point = alpha_compute(value_counts=value_counts, domain=domain, level=level).alpha
+    upper = np.triu_indices(len(domain))
+    on_diagonal = upper[0] == upper[1]
+    probs = np.where(on_diagonal, 1.0, 2.0) * structure.o[upper] / structure.n_total
+    probs = np.clip(probs, 0.0, None)
+    probs /= probs.sum()
+    cell_delta = structure.delta[upper]
+    draws = structure.pairs if max_draws is None else max(1, min(max_draws, structure.pairs))
+    rng = np.random.default_rng(seed)
+    picked = rng.multinomial(draws, probs, size=resamples)
+    samples = 1.0 - (picked @ cell_delta) / (draws * structure.d_e)
+    no_variation = (picked[:, on_diagonal] == draws).any(axis=1)
+    samples[no_variation] = 0.0
+    np.maximum(samples, -1.0, out=samples)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(samples, [tail, 1.0 - tail])
+    return BootstrapResult(
+        alpha=point, ci_low=float(low), ci_high=float(high), confidence=confidence, alpha_min=alpha_min,
+        p_below_min=float(np.mean(samples < alpha_min)), resamples=resamples, draws=draws, seed=seed,
+        samples=samples,
+    )
+
+
+# --- per-item aggregates ------------------------------------------------------------------------
+
+def item_aggregates(*, units: Sequence[Hashable], values: Sequence[float]) -> dict[str, np.ndarray]:
+    """Per-unit rater count, mean and median, units in sorted order of their ids."""
+    vals = np.asarray(values, dtype=float)
+    if len(units) != len(vals):
+        raise AgreementInputError(f"{len(units)} unit ids but {len(vals)} values")
+    if np.isnan(vals).any():
+        raise AgreementInputError("ratings contain NaN")
+    ids, inverse = np.unique(np.asarray(units), return_inverse=True)
+    count = np.bincount(inverse, minlength=len(ids))
+    mean = np.bincount(inverse, weights=vals, minlength=len(ids)) / np.maximum(count, 1)
+    order = np.lexsort((vals, inverse))
+    sorted_vals = vals[order]
+    starts = np.concatenate([[0], np.cumsum(count)[:-1]])
+    lo = sorted_vals[starts + (count - 1) // 2] if len(ids) else np.zeros(0)
+    hi = sorted_vals[starts + count // 2] if len(ids) else np.zeros(0)
+    return {"unit": ids, "count": count, "mean": mean, "median": (lo + hi) / 2.0}
+
+
+# --- correlations -------------------------------------------------------------------------------
+
+def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    xc = x - x.mean(axis=1, keepdims=True)
+    yc = y - y.mean(axis=1, keepdims=True)
+    denom = np.sqrt((xc**2).sum(axis=1) * (yc**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (xc * yc).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def _point_correlation(method: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    if method == "pearson":
+        res = stats.pearsonr(x, y)
+    elif method == "spearman":
+        res = stats.spearmanr(x, y)
+    else:
+        res = stats.kendalltau(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def correlation_bootstrap(
+    *,
+    x: Sequence[float],
+    y: Sequence[float],
+    method: str,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int | None = None,
+    chunk: int = 200,
+) -> CorrelationResult:
+    """Correlation between paired per-item scores with a percentile bootstrap CI over items.
+
+    Pearson and Spearman are computed for a block of resamples at once (ranks per row, then a
+    row-wise Pearson); Kendall has no vectorised form in scipy and loops over resamples.
+    """
+    if method not in CORRELATION_METHODS:
+        raise AgreementInputError(f"unknown correlation {method!r}; choose one of {', '.join(CORRELATION_METHODS)}")
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xa.shape != ya.shape or xa.ndim != 1:
+        raise AgreementInputError("x and y must be 1-D and of equal length")
+    keep = ~(np.isnan(xa) | np.isnan(ya))
+    xa, ya = xa[keep], ya[keep]
+    n = len(xa)
+    if n < 3:
+        return CorrelationResult(method=method, r=None, n=n, reason=f"only {n} paired item(s); need at least 3")
+    if np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        which = "automatic scores" if np.ptp(xa) == 0 else "human ratings"
+        return CorrelationResult(method=method, r=None, n=n, reason=f"no variation in the {which}")
+    r, p = _point_correlation(method, xa, ya)
+    rng = np.random.default_rng(seed)
+    boot = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        stop = min(start + chunk, resamples)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        bx, by = xa[idx], ya[idx]
+        if method == "kendall":
+            boot[start:stop] = [stats.kendalltau(a, b).statistic for a, b in zip(bx, by, strict=True)]
+        else:
+            if method == "spearman":
+                bx, by = stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1)
+            boot[start:stop] = _rowwise_pearson(bx, by)
+    valid = boot[~np.isnan(boot)]
+    tail = (1.0 - confidence) / 2.0
+    low, high = (np.quantile(valid, [tail, 1.0 - tail]) if len(valid) else (np.nan, np.nan))
+    return CorrelationResult(
+        method=method, r=r, p_value=p, ci_low=_finite(low), ci_high=_finite(high), n=n, resamples=resamples,
+        undefined_resamples=int(resamples - len(valid)),
+    )
+
+
+def split_half(
+    *,
+    units: Sequence[Hashable],
+    values: Sequence[float],
+    method: str = "spearman",
+    splits: int = 200,
+    seed: int | None = None,
+) -> SplitHalfResult:
+    """Human-human split-half correlation: the ceiling an automatic metric could reach.
+
+    For each random split every unit's ratings are shuffled and halved (the odd rating goes to the
+    second half); the two half-means are correlated across units and r is averaged over splits.
+    The Spearman-Brown correction r_sb = 2r / (1 + r) then estimates the reliability of the mean
+    of all raters, the ceiling for a metric compared against that mean.
+    """
+    if method not in ("pearson", "spearman"):
+        raise AgreementInputError("split-half is defined here for pearson and spearman")
+    vals = np.asarray(values, dtype=float)
+    ids, inverse = np.unique(np.asarray(units), return_inverse=True)
+    count = np.bincount(inverse, minlength=len(ids))
+    keep_units = count >= 2
+    n = int(keep_units.sum())
+    if n < 3:
+        return SplitHalfResult(method=method, r_half=None, n=n,
+                               reason=f"only {n} item(s) have two or more ratings; need at least 3")
+    rows = keep_units[inverse]
+    inverse, vals = np.unique(inverse[rows], return_inverse=True)[1], vals[rows]
+    count = np.bincount(inverse)
+    starts = np.concatenate([[0], np.cumsum(count)[:-1]])
+    rng = np.random.default_rng(seed)
+    rs: list[float] = []
+    for _ in range(splits):
+        order = np.lexsort((rng.random(len(vals)), inverse))
+        position = np.arange(len(vals)) - starts[inverse[order]]
+        first = position < count[inverse[order]] // 2
+        unit_of = inverse[order]
+        half_a = np.bincount(unit_of[first], weights=vals[order][first], minlength=n) / (count // 2)
+        half_b = np.bincount(unit_of[~first], weights=vals[order][~first], minlength=n) / (count - count // 2)
+        if np.ptp(half_a) == 0 or np.ptp(half_b) == 0:
+            continue
+        rs.append(_point_correlation(method, half_a, half_b)[0])
+    if not rs:
+        return SplitHalfResult(method=method, r_half=None, n=n, splits=splits,
+                               reason="no variation between half-means in any split")
+    r = float(np.mean(rs))
+    sb = 2 * r / (1 + r) if r > -1 else None
+    return SplitHalfResult(method=method, r_half=r, spearman_brown=sb, n=n, splits=len(rs))
+
+
+def mean_bootstrap(
+    *, values: Sequence[float], resamples: int = 1000, confidence: float = 0.95, seed: int | None = None
+) -> MeanResult:
+    """Mean with a percentile bootstrap CI (used for per-model mean ratings over items)."""
+    vals = np.asarray(values, dtype=float)
+    vals = vals[~np.isnan(vals)]
+    if len(vals) == 0:
+        return MeanResult(mean=None, reason="no values")
+    if len(vals) == 1:
+        return MeanResult(mean=float(vals[0]), n=1, reason="one value: no confidence interval")
+    rng = np.random.default_rng(seed)
+    means = vals[rng.integers(0, len(vals), size=(resamples, len(vals)))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return MeanResult(mean=float(vals.mean()), ci_low=float(low), ci_high=float(high), n=len(vals))
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
