@@ -1,0 +1,492 @@
+"""Batches: queue, run chunk by chunk, chain stages, cancel, retry failed items, reap stuck chunks.
+
+The database row is the source of truth; Celery messages only say "look at chunk N". Every state change
+is a conditional `filter(...).update(...)` that must change exactly one row (healthchecks' sendalerts
+pattern), so a redelivered message, two workers finishing at once, or the reaper racing a slow worker
+each do the work at most once:
+
+  claim     chunk  queued  -> running   (attempts += 1; the attempt number fences the finish)
+  finish    chunk  running -> done/failed, only if still on the same attempt; counters move in the
+            same transaction, so they count each item exactly once whatever is redelivered
+  advance   batch  current_stage S -> next, only from S; the winner plans and queues the next stage
+  reap      chunk  running (too long) -> queued; queued (message lost) -> re-sent
+
+Stage services (va, llm, similarity) are upserts keyed by natural keys, so re-running a chunk whose
+worker died half-way overwrites, never duplicates.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from inference.models import (
+    Batch,
+    BatchChunk,
+    Dataset,
+    Generation,
+    LLMConfig,
+    PromptTemplate,
+    Sample,
+    Similarity,
+    VAEstimate,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE_ORDER = [Batch.Stage.VA.value, Batch.Stage.GENERATE.value, Batch.Stage.SIMILARITY.value]
+EMBEDDER_FAMILIES = [choice.value for choice in Similarity.Family]
+VA_SOURCES = [choice.value for choice in VAEstimate.Source]
+# Each stage runs on the worker pool sized for it (docker-compose: worker-va, worker-llm, worker).
+STAGE_QUEUES = {"va": "va", "generate": "llm", "similarity": "embed"}
+# Where each stage's work is done; imported when a chunk runs so the web process never loads a model.
+STAGE_SERVICES = {
+    "va": "inference.services.va:va_extract_samples",
+    "generate": "inference.services.llm:generations_run_many",
+    "similarity": "inference.services.similarity:similarity_compute",
+}
+ACTIVE = (Batch.Status.QUEUED, Batch.Status.RUNNING)
+UNFINISHED_CHUNK = (BatchChunk.Status.QUEUED, BatchChunk.Status.RUNNING)
+MAX_CHUNK_SIZE = 1000
+# A chunk whose worker dies this many times is given up on (a poison item, e.g. a native crash in a
+# model library, must not take workers down forever); its items become failed and can be retried.
+MAX_CHUNK_ATTEMPTS = 3
+# Test-only chunk parameter: seconds to sleep per item before the stage service runs, so the crash
+# tests can kill a worker in the middle of a batch deterministically. Always 0 in real batches.
+ITEM_DELAY_PARAM = "item_delay_s"
+
+
+class BatchInvalid(ValueError):
+    """The request cannot become a batch (unknown dataset/config/prompt/embedder, bad stages…)."""
+
+
+class BatchStateError(ValueError):
+    """The batch is not in a state that allows this action (cancel a finished batch, …)."""
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    chunk_id: int
+    ran: bool
+    reason: str = ""
+    done: int = 0
+    failed: int = 0
+
+
+# --- queue ----------------------------------------------------------------------------------------
+
+
+def batch_stages_validate(*, stages: list[str]) -> list[str]:
+    if not stages:
+        raise BatchInvalid("choose at least one stage (va, generate, similarity)")
+    unknown = [stage for stage in stages if stage not in STAGE_ORDER]
+    if unknown:
+        raise BatchInvalid(f"unknown stage(s) {', '.join(map(repr, unknown))} (choose from {', '.join(STAGE_ORDER)})")
+    if len(set(stages)) != len(stages):
+        raise BatchInvalid(f"a stage is listed twice: {','.join(stages)}")
+    positions = [STAGE_ORDER.index(stage) for stage in stages]
+    if positions != sorted(positions):
+        raise BatchInvalid(f"stages must run in the order {' → '.join(STAGE_ORDER)}, got {' → '.join(stages)}")
+    if positions != list(range(positions[0], positions[0] + len(positions))):
+        # va→similarity would score old generations that have nothing to do with the new VA estimates.
+        raise BatchInvalid(f"stages must be consecutive ({' → '.join(STAGE_ORDER)}), got {' → '.join(stages)}")
+    return list(stages)
+
+
+def batch_queue(
+    *,
+    dataset: Dataset,
+    stages: list[str],
+    va_source: str,
+    configs: Iterable[LLMConfig] = (),
+    prompts: Iterable[PromptTemplate] = (),
+    embedders: Iterable[str] = (),
+    chunk_size: int = 16,
+    created_by: Any = None,
+    item_delay_s: float = 0.0,
+) -> Batch:
+    """Create a batch, plan its first stage into chunks and queue them after commit."""
+    stages = batch_stages_validate(stages=list(stages))
+    configs, prompts, embedders = list(configs), list(prompts), list(embedders)
+    if va_source not in VA_SOURCES:
+        raise BatchInvalid(f"unknown VA source {va_source!r} (choose from {', '.join(VA_SOURCES)})")
+    bad_embedders = [name for name in embedders if name not in EMBEDDER_FAMILIES]
+    if bad_embedders:
+        raise BatchInvalid(f"unknown embedder(s) {', '.join(map(repr, bad_embedders))} "
+                           f"(choose from {', '.join(EMBEDDER_FAMILIES)})")
+    if len(set(embedders)) != len(embedders):
+        raise BatchInvalid("an embedder is listed twice")
+    if "generate" in stages and not (configs and prompts):
+        raise BatchInvalid("the generate stage needs at least one LLM config and one prompt")
+    if "similarity" in stages and not embedders:
+        raise BatchInvalid("the similarity stage needs at least one embedder (word, bert, sentence)")
+    if not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise BatchInvalid(f"chunk size must be an integer from 1 to {MAX_CHUNK_SIZE}, got {chunk_size!r}")
+    if item_delay_s < 0:
+        raise BatchInvalid("item delay must be >= 0")
+
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            dataset=dataset, stages=stages, va_source=va_source, embedders=embedders, chunk_size=chunk_size,
+            created_by=created_by, current_stage=stages[0],
+        )
+        batch.configs.set(configs)
+        batch.prompts.set(prompts)
+        extra = {ITEM_DELAY_PARAM: float(item_delay_s)} if item_delay_s else {}
+        created = _stage_plan(batch=batch, stage=stages[0], extra_params=extra)
+        if not created:
+            # Raising rolls the batch back: nothing half-made is left behind.
+            raise BatchInvalid(_nothing_to_do(batch=batch, stage=stages[0]))
+    return batch
+
+
+def _nothing_to_do(*, batch: Batch, stage: str) -> str:
+    if stage == "va":
+        return f"dataset {batch.dataset.name!r} has no samples; import it first"
+    if stage == "generate":
+        return (f"dataset {batch.dataset.name!r} has no usable {batch.va_source!r} VA estimates; "
+                f"run the va stage first")
+    return (f"dataset {batch.dataset.name!r} has no successful describe generations for the chosen "
+            f"configs/prompts; run the generate stage first")
+
+
+# --- planning -------------------------------------------------------------------------------------
+
+
+def _va_estimates(batch: Batch) -> QuerySet[VAEstimate]:
+    estimates = VAEstimate.objects.filter(
+        sample__dataset_id=batch.dataset_id, source=batch.va_source, status=VAEstimate.Status.OK
+    )
+    # Two weight files must never mix in one analysis: use the most recently written model version.
+    latest = estimates.order_by("-updated_at").values_list("model_sha256", flat=True).first()
+    return estimates.filter(model_sha256=latest) if latest is not None else estimates.none()
+
+
+def _stage_groups(batch: Batch, stage: str) -> list[tuple[str, dict, list[int]]]:
+    """(param key, params, all item ids) for each independent stream of work in a stage."""
+    if stage == "va":
+        ids = list(Sample.objects.filter(dataset_id=batch.dataset_id).order_by("id").values_list("id", flat=True))
+        return [(f"source={batch.va_source}", {"source": batch.va_source}, ids)]
+    if stage == "generate":
+        ids = list(_va_estimates(batch).order_by("id").values_list("id", flat=True))
+        return [
+            (f"config={config_id},prompt={prompt_id}", {"config_id": config_id, "prompt_id": prompt_id}, ids)
+            for config_id in batch.configs.order_by("id").values_list("id", flat=True)
+            for prompt_id in batch.prompts.order_by("id").values_list("id", flat=True)
+        ]
+    generations = Generation.objects.filter(
+        va_estimate__in=_va_estimates(batch), task=PromptTemplate.Task.DESCRIBE, status=Generation.Status.OK
+    )
+    config_ids = list(batch.configs.values_list("id", flat=True))
+    prompt_ids = list(batch.prompts.values_list("id", flat=True))
+    if config_ids:
+        generations = generations.filter(config_id__in=config_ids)
+    if prompt_ids:
+        generations = generations.filter(prompt_id__in=prompt_ids)
+    ids = list(generations.order_by("id").values_list("id", flat=True))
+    return [(f"family={family}", {"family": family}, ids) for family in batch.embedders]
+
+
+def _stage_plan(*, batch: Batch, stage: str, extra_params: dict | None = None) -> list[BatchChunk]:
+    """Create chunks for the items of `stage` not already in one of its chunks; queue them on commit.
+
+    Planning only the missing items makes a stage re-plannable: after "retry failed" re-ran some VA
+    items, the generate stage gets chunks for exactly the estimates it has not seen yet.
+    """
+    if extra_params is None:
+        extra_params = _inherited_params(batch)
+    existing = list(batch.chunks.filter(stage=stage).values_list("key", "item_ids", "index"))
+    next_index = max((index for _, _, index in existing), default=-1) + 1
+    created: list[BatchChunk] = []
+    now = timezone.now()
+    for param_key, params, ids in _stage_groups(batch, stage):
+        seen = {item for key, items, _ in existing if key.startswith(f"{stage}:{param_key}:") for item in items}
+        todo = [item for item in ids if item not in seen]
+        for start in range(0, len(todo), batch.chunk_size):
+            created.append(BatchChunk(
+                batch=batch, stage=stage, index=next_index, key=f"{stage}:{param_key}:{next_index}",
+                item_ids=todo[start:start + batch.chunk_size], params={**params, **extra_params}, queued_at=now,
+            ))
+            next_index += 1
+    BatchChunk.objects.bulk_create(created)
+    if created:
+        Batch.objects.filter(pk=batch.pk).update(total=F("total") + sum(len(c.item_ids) for c in created))
+        _chunks_enqueue(chunks=created)
+    return created
+
+
+def _inherited_params(batch: Batch) -> dict:
+    first = batch.chunks.order_by("id").values_list("params", flat=True).first() or {}
+    return {ITEM_DELAY_PARAM: first[ITEM_DELAY_PARAM]} if ITEM_DELAY_PARAM in first else {}
+
+
+def _chunks_enqueue(*, chunks: Iterable[BatchChunk]) -> None:
+    # Imported here: tasks import this module.
+    from inference.tasks.batch import batch_chunk_run_task
+
+    for chunk in chunks:
+        # After commit only, so a worker never looks for a chunk row that is not committed yet.
+        transaction.on_commit(
+            lambda chunk_id=chunk.pk, queue=STAGE_QUEUES[chunk.stage]: batch_chunk_run_task.apply_async(
+                args=[chunk_id], queue=queue
+            )
+        )
+
+
+# --- running a chunk ------------------------------------------------------------------------------
+
+
+def _stage_service(stage: str) -> Callable[..., dict]:
+    module_name, _, func_name = STAGE_SERVICES[stage].partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise RuntimeError(f"stage service {STAGE_SERVICES[stage]} is not available: {exc}") from exc
+
+
+def _stage_call(stage: str, item_ids: list[int], params: dict) -> dict:
+    service = _stage_service(stage)
+    if stage == "va":
+        return service(sample_ids=item_ids, source=params["source"])
+    if stage == "generate":
+        return service(va_estimate_ids=item_ids, config_id=params["config_id"], prompt_id=params["prompt_id"])
+    return service(generation_ids=item_ids, family=params["family"])
+
+
+def _reply_errors(reply: object, item_ids: list[int]) -> dict[str, str]:
+    """The failed items of a stage service reply, checked: a malformed reply fails the whole chunk
+    rather than being trusted (nothing counted done that was not)."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("errors", {}), dict):
+        raise ValueError(f"stage service returned {type(reply).__name__}, not a dict with an 'errors' dict")
+    known = {str(item) for item in item_ids}
+    errors = {str(item): str(message) for item, message in reply.get("errors", {}).items()}
+    stray = sorted(set(errors) - known)
+    if stray:
+        raise ValueError(f"stage service reported errors for items not in the chunk: {', '.join(stray[:5])}")
+    if not isinstance(reply.get("failed", len(errors)), int) or reply.get("failed", len(errors)) > len(errors):
+        raise ValueError(f"stage service reported {reply.get('failed')!r} failed items but "
+                         f"{len(errors)} error message(s)")
+    return errors
+
+
+def batch_chunk_run(*, chunk_id: int) -> ChunkOutcome:
+    """Claim a queued chunk, run its stage service, record the outcome, advance the stage if last."""
+    now = timezone.now()
+    claimed = BatchChunk.objects.filter(pk=chunk_id, status=BatchChunk.Status.QUEUED, batch__status__in=ACTIVE).update(
+        status=BatchChunk.Status.RUNNING, started_at=now, attempts=F("attempts") + 1
+    )
+    if claimed != 1:
+        # A redelivered or reaped duplicate, a cancelled batch, or a deleted chunk: nothing to do.
+        return ChunkOutcome(chunk_id=chunk_id, ran=False, reason="not queued")
+    chunk = BatchChunk.objects.select_related("batch").get(pk=chunk_id)
+    Batch.objects.filter(pk=chunk.batch_id, status=Batch.Status.QUEUED).update(
+        status=Batch.Status.RUNNING, started_at=now
+    )
+    # A retry re-runs only the items that failed last time.
+    item_ids = [int(item) for item in chunk.params.get("retry_ids", chunk.item_ids)]
+    delay = float(chunk.params.get(ITEM_DELAY_PARAM, 0) or 0)
+    if delay:
+        time.sleep(delay * len(item_ids))
+    try:
+        errors = _reply_errors(_stage_call(chunk.stage, item_ids, chunk.params), item_ids)
+    except Exception as exc:  # noqa: BLE001 - one chunk's failure (missing model, bad reply) must not stop the batch
+        logger.exception("batch %s chunk %s (%s) failed", chunk.batch_id, chunk.pk, chunk.key)
+        message = f"{type(exc).__name__}: {exc}"
+        errors = {str(item): message for item in item_ids}
+    failed = len(errors)
+    done = len(item_ids) - failed
+    if not _chunk_finish(chunk=chunk, done=done, errors=errors):
+        return ChunkOutcome(chunk_id=chunk_id, ran=False, reason="superseded by a newer attempt")
+    # Outside the finish transaction on purpose: each worker checks after its own commit, so the last
+    # of two concurrent finishers always sees the stage complete (and the conditional update lets only
+    # one of them advance it).
+    batch_stage_advance(batch_id=chunk.batch_id, stage=chunk.stage)
+    return ChunkOutcome(chunk_id=chunk_id, ran=True, done=done, failed=failed)
+
+
+def _chunk_finish(*, chunk: BatchChunk, done: int, errors: dict[str, str]) -> bool:
+    with transaction.atomic():
+        # Fenced by the attempt number: if the reaper gave this chunk to another worker meanwhile, the
+        # slow original must not count its items a second time.
+        updated = BatchChunk.objects.filter(
+            pk=chunk.pk, status=BatchChunk.Status.RUNNING, attempts=chunk.attempts
+        ).update(
+            status=BatchChunk.Status.FAILED if errors else BatchChunk.Status.DONE,
+            done=F("done") + done, failed=len(errors), errors=errors, finished_at=timezone.now(),
+        )
+        if updated != 1:
+            return False
+        Batch.objects.filter(pk=chunk.batch_id).update(done=F("done") + done, failed=F("failed") + len(errors))
+    return True
+
+
+def batch_stage_advance(*, batch_id: int, stage: str) -> bool:
+    """Move a batch past `stage` once all its chunks are finished. True if this call advanced it."""
+    if BatchChunk.objects.filter(batch_id=batch_id, stage=stage, status__in=UNFINISHED_CHUNK).exists():
+        return False
+    batch = Batch.objects.get(pk=batch_id)
+    if batch.status not in ACTIVE or batch.current_stage != stage:
+        return False
+    following = batch.stages[batch.stages.index(stage) + 1:]
+    with transaction.atomic():
+        if following:
+            moved = Batch.objects.filter(pk=batch_id, status__in=ACTIVE, current_stage=stage).update(
+                current_stage=following[0]
+            )
+            if moved != 1:
+                return False  # another worker advanced it first
+            batch.current_stage = following[0]
+            if _stage_plan(batch=batch, stage=following[0]):
+                return True
+        else:
+            batch.refresh_from_db(fields=["failed", "total"])
+    if following:
+        # Nothing to do in the next stage (e.g. every face missing): move straight on past it.
+        return batch_stage_advance(batch_id=batch_id, stage=following[0]) or True
+    return _batch_finish(batch=batch, stage=stage)
+
+
+def _batch_finish(*, batch: Batch, stage: str) -> bool:
+    failed = batch.failed
+    finished = Batch.objects.filter(pk=batch.pk, status__in=ACTIVE, current_stage=stage).update(
+        status=Batch.Status.FAILED if failed else Batch.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        error=f"{failed} of {batch.total} item(s) failed; see the chunk errors, then retry failed" if failed else "",
+    )
+    return finished == 1
+
+
+# --- operator actions -----------------------------------------------------------------------------
+
+
+def batch_cancel(*, batch_id: int) -> int:
+    """Stop a batch: queued chunks never start, running ones finish. Returns chunks cancelled."""
+    with transaction.atomic():
+        now = timezone.now()
+        if Batch.objects.filter(pk=batch_id, status__in=ACTIVE).update(
+            status=Batch.Status.CANCELLED, cancelled_at=now, finished_at=now
+        ) != 1:
+            raise BatchStateError("only a queued or running batch can be cancelled")
+        return BatchChunk.objects.filter(batch_id=batch_id, status=BatchChunk.Status.QUEUED).update(
+            status=BatchChunk.Status.CANCELLED, finished_at=now
+        )
+
+
+def batch_retry_failed(*, batch_id: int) -> int:
+    """Re-queue only the failed items of a failed batch; later stages are planned for them as they
+    succeed. Returns the number of items re-queued."""
+    with transaction.atomic():
+        batch = Batch.objects.select_for_update().get(pk=batch_id)
+        if batch.status != Batch.Status.FAILED:
+            raise BatchStateError("only a failed batch can retry its failed items")
+        chunks = list(batch.chunks.select_for_update().filter(status=BatchChunk.Status.FAILED))
+        if not chunks:
+            raise BatchStateError("this batch has no failed chunks to retry")
+        earliest = min((chunk.stage for chunk in chunks), key=STAGE_ORDER.index)
+        items = 0
+        now = timezone.now()
+        for chunk in chunks:
+            retry_ids = sorted(int(item) for item in chunk.errors) or list(chunk.item_ids)
+            items += len(retry_ids)
+            chunk.params = {**chunk.params, "retry_ids": retry_ids}
+            chunk.status, chunk.failed, chunk.queued_at = BatchChunk.Status.QUEUED, 0, now
+            chunk.started_at = chunk.finished_at = None
+            chunk.save(update_fields=["params", "status", "failed", "queued_at", "started_at", "finished_at"])
+        Batch.objects.filter(pk=batch_id).update(
+            status=Batch.Status.RUNNING, current_stage=earliest, failed=F("failed") - items, error="",
+            finished_at=None,
+        )
+        _chunks_enqueue(chunks=chunks)
+    return items
+
+
+def batch_chunks_reap(*, timeout_s: float | None = None) -> dict[str, int]:
+    """Recover what crashes and broker restarts leave behind. Run periodically (Celery beat).
+
+    - running longer than the timeout: the worker died (SIGKILL, OOM, lost node) → queue again, or
+      give up after MAX_CHUNK_ATTEMPTS and fail its items (retry failed can still re-run them);
+    - queued longer than the timeout: the message was lost (Redis restarted without persistence, or
+      the process died between commit and send) → send it again;
+    - a stage whose chunks are all finished but was never advanced (died right after the last commit).
+    """
+    timeout = timedelta(seconds=settings.BATCH_CHUNK_TIMEOUT if timeout_s is None else timeout_s)
+    cutoff = timezone.now() - timeout
+    counts = {"requeued": 0, "resent": 0, "given_up": 0, "advanced": 0}
+    active = BatchChunk.objects.filter(batch__status__in=ACTIVE)
+    for chunk in active.filter(status=BatchChunk.Status.RUNNING, started_at__lt=cutoff):
+        counts["given_up" if chunk.attempts >= MAX_CHUNK_ATTEMPTS else "requeued"] += _chunk_reap_running(chunk=chunk)
+    for chunk in active.filter(status=BatchChunk.Status.QUEUED).filter(Q(queued_at__lt=cutoff) | Q(queued_at=None)):
+        with transaction.atomic():
+            # Conditional, so two reapers (two beat processes by mistake) send it once.
+            if BatchChunk.objects.filter(pk=chunk.pk, status=BatchChunk.Status.QUEUED,
+                                         queued_at=chunk.queued_at).update(queued_at=timezone.now()) == 1:
+                _chunks_enqueue(chunks=[chunk])
+                counts["resent"] += 1
+    for batch in Batch.objects.filter(status__in=ACTIVE).exclude(current_stage=""):
+        if batch_stage_advance(batch_id=batch.pk, stage=batch.current_stage):
+            counts["advanced"] += 1
+    if any(counts.values()):
+        logger.warning("batch reaper: %s", counts)
+    return counts
+
+
+def _chunk_reap_running(*, chunk: BatchChunk) -> int:
+    now = timezone.now()
+    stuck = BatchChunk.objects.filter(pk=chunk.pk, status=BatchChunk.Status.RUNNING, attempts=chunk.attempts)
+    if chunk.attempts < MAX_CHUNK_ATTEMPTS:
+        with transaction.atomic():
+            if stuck.update(status=BatchChunk.Status.QUEUED, queued_at=now, started_at=None) != 1:
+                return 0
+            _chunks_enqueue(chunks=[chunk])
+        return 1
+    item_ids = [int(item) for item in chunk.params.get("retry_ids", chunk.item_ids)]
+    message = f"gave up after {chunk.attempts} attempts: the worker died or timed out each time"
+    errors = {str(item): message for item in item_ids}
+    with transaction.atomic():
+        if stuck.update(status=BatchChunk.Status.FAILED, failed=len(errors), errors=errors, finished_at=now) != 1:
+            return 0
+        Batch.objects.filter(pk=chunk.batch_id).update(failed=F("failed") + len(errors))
+    batch_stage_advance(batch_id=chunk.batch_id, stage=chunk.stage)
+    return 1
+
+
+# --- reads (for the page, the admin and the CLI) --------------------------------------------------
+
+
+def batch_progress(*, batch: Batch) -> dict[str, Any]:
+    """Everything the status partial, the JSON endpoint and `run_batch --wait` show."""
+    stages = []
+    for stage in batch.stages:
+        chunks = [chunk for chunk in batch.chunks.all() if chunk.stage == stage]
+        total = sum(len(chunk.item_ids) for chunk in chunks)
+        stages.append({
+            "stage": stage,
+            "label": Batch.Stage(stage).label,
+            "planned": bool(chunks),
+            "total": total,
+            "done": sum(chunk.done for chunk in chunks),
+            "failed": sum(chunk.failed for chunk in chunks),
+            "chunks": {status: sum(1 for chunk in chunks if chunk.status == status) for status in BatchChunk.Status},
+        })
+    finished = batch.done + batch.failed
+    return {
+        "id": batch.pk,
+        "status": batch.status,
+        "finished": batch.status not in ACTIVE,
+        "current_stage": batch.current_stage,
+        "total": batch.total,
+        "done": batch.done,
+        "failed": batch.failed,
+        "percent": round(100 * finished / batch.total, 1) if batch.total else 0.0,
+        "error": batch.error,
+        "stages": stages,
+    }
