@@ -1,0 +1,200 @@
+"""Agreement statistics against published worked examples and their edge cases.
+
+Worked examples: Krippendorff, K. (2011). "Computing Krippendorff's Alpha-Reliability", Annenberg
+School for Communication, University of Pennsylvania (https://repository.upenn.edu/asc_papers/43):
+  A. binary data, two observers, no missing data: alpha = 0.095
+  B. nominal data, two observers, no missing data: alpha = 0.692
+  C. nominal..ratio data, four observers x twelve units with missing values:
+     nominal 0.743, ordinal 0.815, interval 0.849, ratio 0.797
+(figures re-checked with the `krippendorff` 0.9.0 package before writing these tests).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from annotations import agreement as A
+
+NAN = np.nan
+DOMAIN_C = [1, 2, 3, 4, 5]
+# Rows are observers A-D, columns units 1-12 (Krippendorff 2011, section C).
+DATA_C = np.array([
+    [1, 2, 3, 3, 2, 1, 4, 1, 2, NAN, NAN, NAN],
+    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, NAN, 3],
+    [NAN, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, NAN],
+    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, NAN],
+])
+
+
+def _alpha(data: np.ndarray, domain: list, level: str) -> A.AlphaResult:
+    return A.alpha_compute(value_counts=A.value_counts_from_matrix(data, domain=domain), domain=domain, level=level)
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    ("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849), ("ratio", 0.797),
+])
+def test_it_matches_krippendorff_2011_example_c_at_every_level(level: str, expected: float) -> None:
+    result = _alpha(DATA_C, DOMAIN_C, level)
+    assert result.alpha == pytest.approx(expected, abs=5e-4)
+    # Unit 12 has one value and is not pairable; units 1-11 hold 40 pairable values.
+    assert result.units == 11
+    assert result.pairable_values == 40
+
+
+def test_it_matches_example_a_binary_two_observers() -> None:
+    data = np.array([[0, 1, 0, 0, 0, 0, 0, 0, 1, 0], [1, 1, 1, 0, 0, 1, 0, 0, 0, 0]], dtype=float)
+    assert _alpha(data, [0, 1], "nominal").alpha == pytest.approx(0.095, abs=5e-4)
+
+
+def test_it_matches_example_b_nominal_categories_from_long_format() -> None:
+    coder_a = list("aabbdcccedda")
+    coder_b = list("babbbccceddd")
+    units = list(range(12)) * 2
+    counts = A.value_counts_from_long(units=units, values=coder_a + coder_b, domain=list("abcde"))
+    result = A.alpha_compute(value_counts=counts, domain=list("abcde"), level="nominal")
+    assert result.alpha == pytest.approx(0.692, abs=5e-4)
+
+
+@pytest.mark.parametrize("level", A.LEVELS)
+def test_it_computes_the_same_alpha_from_its_own_coincidences(level: str) -> None:
+    # The bootstrap uses our coincidence/difference structure; it must agree with the package.
+    counts = A.value_counts_from_matrix(DATA_C, domain=DOMAIN_C)
+    result = A.alpha_compute(value_counts=counts, domain=DOMAIN_C, level=level)
+    assert 1 - result.observed_disagreement / result.expected_disagreement == pytest.approx(result.alpha)
+
+
+def test_it_handles_unequal_raters_per_item_in_long_format() -> None:
+    units = ["u1", "u1", "u1", "u2", "u2", "u3", "u3", "u3", "u3"]
+    values = [1, 1, 2, 4, 4, 5, 5, 5, 4]
+    counts = A.value_counts_from_long(units=units, values=values, domain=DOMAIN_C)
+    assert counts.sum(axis=1).tolist() == [3, 2, 4]
+    result = A.alpha_compute(value_counts=counts, domain=DOMAIN_C, level="interval")
+    assert result.alpha is not None and 0.5 < result.alpha < 1
+
+
+def test_it_reports_one_rater_as_undefined() -> None:
+    counts = A.value_counts_from_long(units=[1, 2, 3], values=[1, 3, 5], domain=DOMAIN_C)
+    result = A.alpha_compute(value_counts=counts, domain=DOMAIN_C, level="ordinal")
+    assert result.alpha is None
+    assert "pairable" in result.reason
+
+
+def test_it_reports_identical_ratings_as_undefined_not_as_one() -> None:
+    counts = A.value_counts_from_long(units=[1, 1, 2, 2], values=[3, 3, 3, 3], domain=DOMAIN_C)
+    result = A.alpha_compute(value_counts=counts, domain=DOMAIN_C, level="interval")
+    assert result.alpha is None
+    assert "identical" in result.reason
+    boot = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", seed=1)
+    assert boot.alpha is None and boot.ci_low is None and "identical" in boot.reason
+
+
+def test_it_reports_no_ratings_as_undefined() -> None:
+    counts = A.value_counts_from_long(units=[], values=[], domain=DOMAIN_C)
+    assert A.alpha_compute(value_counts=counts, domain=DOMAIN_C, level="nominal").reason == "no ratings"
+
+
+def test_it_rejects_values_outside_the_domain_and_unknown_levels() -> None:
+    with pytest.raises(A.AgreementInputError, match="not in the value domain"):
+        A.value_counts_from_long(units=[1, 1], values=[1, 7], domain=DOMAIN_C)
+    counts = A.value_counts_from_matrix(DATA_C, domain=DOMAIN_C)
+    with pytest.raises(A.AgreementInputError, match="unknown level"):
+        A.alpha_compute(value_counts=counts, domain=DOMAIN_C, level="cardinal")
+    with pytest.raises(A.AgreementInputError, match="numeric"):
+        A.alpha_compute(value_counts=np.zeros((1, 2)), domain=["x", "y"], level="interval")
+    with pytest.raises(A.AgreementInputError, match="non-negative"):
+        A.alpha_compute(value_counts=np.zeros((1, 2)), domain=[-1, 1], level="ratio")
+
+
+def _reliable(seed: int, units: int = 400, raters: int = 6, noise: float = 0.15) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(1, 6, units)
+    flips = rng.random((raters, units)) < noise
+    return np.where(flips, np.clip(truth + rng.choice([-1, 1], (raters, units)), 1, 5), truth).astype(float)
+
+
+def test_it_reproduces_the_bootstrap_with_the_same_seed() -> None:
+    counts = A.value_counts_from_matrix(DATA_C, domain=DOMAIN_C)
+    first = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=7)
+    again = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=7)
+    other = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=8)
+    assert np.array_equal(first.samples, again.samples)
+    assert not np.array_equal(first.samples, other.samples)
+    assert first.draws == 55  # every unordered pair of values within the 11 pairable units
+
+
+def test_it_puts_a_reliable_alpha_inside_its_ci_and_below_min_near_zero() -> None:
+    counts = A.value_counts_from_matrix(_reliable(1), domain=DOMAIN_C)
+    boot = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", alpha_min=0.8, seed=3)
+    assert boot.alpha > 0.9
+    assert boot.ci_low <= boot.alpha <= boot.ci_high
+    assert boot.ci_high - boot.ci_low < 0.05
+    assert boot.p_below_min < 0.01
+    # The bootstrap distribution is centred on alpha (E[alpha*] = alpha by construction).
+    assert boot.samples.mean() == pytest.approx(boot.alpha, abs=0.01)
+
+
+def test_it_finds_unreliable_data_below_alpha_min() -> None:
+    rng = np.random.default_rng(2)
+    noise = rng.integers(1, 6, (5, 300)).astype(float)
+    counts = A.value_counts_from_matrix(noise, domain=DOMAIN_C)
+    boot = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", alpha_min=0.667, seed=3)
+    assert abs(boot.alpha) < 0.1
+    assert boot.p_below_min > 0.99
+
+
+def test_it_caps_draws_like_krippendorffs_practical_limit() -> None:
+    counts = A.value_counts_from_matrix(_reliable(4), domain=DOMAIN_C)
+    boot = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", seed=3, max_draws=100)
+    full = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", seed=3)
+    assert boot.draws == 100
+    assert (boot.ci_high - boot.ci_low) > (full.ci_high - full.ci_low)
+
+
+def test_it_aggregates_items_with_mean_median_and_count() -> None:
+    agg = A.item_aggregates(units=[2, 1, 2, 1, 1, 2, 2], values=[5, 1, 4, 2, 2, 1, 5])
+    assert agg["unit"].tolist() == [1, 2]
+    assert agg["count"].tolist() == [3, 4]
+    assert agg["mean"].tolist() == pytest.approx([5 / 3, 3.75])
+    assert agg["median"].tolist() == [2.0, 4.5]
+
+
+@pytest.mark.parametrize("method", A.CORRELATION_METHODS)
+def test_it_matches_scipy_and_brackets_the_correlation(method: str) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.random(120)
+    y = x + rng.normal(0, 0.3, 120)
+    result = A.correlation_bootstrap(x=x, y=y, method=method, resamples=400, seed=1)
+    expected = {"pearson": stats.pearsonr, "spearman": stats.spearmanr, "kendall": stats.kendalltau}[method](x, y)
+    assert result.r == pytest.approx(expected.statistic)
+    assert result.ci_low < result.r < result.ci_high
+    again = A.correlation_bootstrap(x=x, y=y, method=method, resamples=400, seed=1)
+    assert (again.ci_low, again.ci_high) == (result.ci_low, result.ci_high)
+
+
+def test_it_reports_constant_scores_and_too_few_items_as_undefined() -> None:
+    flat = A.correlation_bootstrap(x=[0.5] * 10, y=list(range(10)), method="spearman", seed=1)
+    assert flat.r is None and "automatic scores" in flat.reason
+    few = A.correlation_bootstrap(x=[1, 2], y=[2, 3], method="pearson", seed=1)
+    assert few.r is None and "at least 3" in few.reason
+
+
+def test_it_computes_a_split_half_ceiling_with_spearman_brown() -> None:
+    data = _reliable(6, units=200, raters=4, noise=0.3)
+    units = np.tile(np.arange(200), 4)
+    result = A.split_half(units=units, values=data.reshape(-1), method="pearson", seed=1)
+    assert 0.5 < result.r_half < 1
+    assert result.spearman_brown == pytest.approx(2 * result.r_half / (1 + result.r_half))
+    assert result.spearman_brown > result.r_half
+
+
+def test_it_reports_split_half_undefined_with_one_rater_per_item() -> None:
+    result = A.split_half(units=[1, 2, 3, 4], values=[1, 2, 3, 4], seed=1)
+    assert result.r_half is None and "two or more ratings" in result.reason
+
+
+def test_it_gives_a_mean_ci_that_contains_the_mean() -> None:
+    result = A.mean_bootstrap(values=[1, 2, 3, 4, 5, 4, 3], seed=1)
+    assert result.mean == pytest.approx(22 / 7)
+    assert result.ci_low < result.mean < result.ci_high
+    assert A.mean_bootstrap(values=[]).reason == "no values"
