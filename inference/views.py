@@ -1,10 +1,95 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from inference.models import Batch
+from inference.services.batches import BatchStateError, batch_cancel, batch_progress, batch_retry_failed
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"ok": True})
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous → login page (302); logged in but not staff → 403, since logging in again won't help."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied("staff only")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+ERRORS_SHOWN = 200
+
+
+def _batch_context(batch: Batch) -> dict:
+    errors = [(chunk.key, item, message) for chunk in batch.chunks.all() for item, message in chunk.errors.items()]
+    return {"batch": batch, "progress": batch_progress(batch=batch), "errors": errors[:ERRORS_SHOWN],
+            "errors_hidden": max(0, len(errors) - ERRORS_SHOWN),
+            "can_retry": batch.status == Batch.Status.FAILED and any(
+                chunk.status == chunk.Status.FAILED for chunk in batch.chunks.all())}
+
+
+def _batch_get(pk: int) -> Batch:
+    return get_object_or_404(
+        Batch.objects.select_related("dataset", "created_by").prefetch_related("chunks", "configs", "prompts"), pk=pk
+    )
+
+
+@require_GET
+@staff_required
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "inference/batch_detail.html", _batch_context(_batch_get(pk)))
+
+
+@require_GET
+@staff_required
+def batch_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """Polled every 2 s by the batch page (HTML partial); `?format=json` for scripts."""
+    batch = _batch_get(pk)
+    if request.GET.get("format") == "json":
+        return JsonResponse(batch_progress(batch=batch))
+    return render(request, "inference/_batch_status.html", _batch_context(batch))
+
+
+@require_POST
+@staff_required
+def batch_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = get_object_or_404(Batch, pk=pk)
+    try:
+        cancelled = batch_cancel(batch_id=batch.pk)
+    except BatchStateError as exc:
+        messages.error(request, f"Batch {batch.pk} was not cancelled: {exc}.")
+    else:
+        messages.success(request, f"Batch {batch.pk} cancelled: {cancelled} queued chunk(s) will not run; "
+                                  f"running chunks finish.")
+    return redirect("inference:batch_detail", pk=batch.pk)
+
+
+@require_POST
+@staff_required
+def batch_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = get_object_or_404(Batch, pk=pk)
+    try:
+        items = batch_retry_failed(batch_id=batch.pk)
+    except BatchStateError as exc:
+        messages.error(request, f"Batch {batch.pk} was not retried: {exc}.")
+    else:
+        messages.success(request, f"Batch {batch.pk}: {items} failed item(s) queued again.")
+    return redirect("inference:batch_detail", pk=batch.pk)
