@@ -183,9 +183,10 @@ def _stage_groups(batch: Batch, stage: str) -> list[tuple[str, dict, list[int]]]
             for config_id in batch.configs.order_by("id").values_list("id", flat=True)
             for prompt_id in batch.prompts.order_by("id").values_list("id", flat=True)
         ]
+    # Only what can be scored: descriptions that succeeded, of samples with human references.
     generations = Generation.objects.filter(
         va_estimate__in=_va_estimates(batch), task=PromptTemplate.Task.DESCRIBE, status=Generation.Status.OK
-    )
+    ).exclude(va_estimate__sample__references=[])
     config_ids = list(batch.configs.values_list("id", flat=True))
     prompt_ids = list(batch.prompts.values_list("id", flat=True))
     if config_ids:
