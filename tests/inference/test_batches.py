@@ -14,7 +14,16 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from inference.models import Batch, BatchChunk, Dataset, Generation, LLMConfig, PromptTemplate, Sample, VAEstimate
+from inference.models import (
+    Batch,
+    BatchChunk,
+    Dataset,
+    Generation,
+    LLMConfig,
+    PromptTemplate,
+    Sample,
+    VAEstimate,
+)
 from inference.services import batches
 from inference.services.batches import (
     BatchInvalid,
