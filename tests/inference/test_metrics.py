@@ -1,0 +1,113 @@
+"""Classification metrics against hand-computed cases (and scikit-learn, which is installed here as a
+dependency of the stack; the cross-check is skipped where it is not)."""
+from __future__ import annotations
+
+import pytest
+
+from inference.metrics import (
+    accuracy,
+    chance_accuracy,
+    confusion_matrix,
+    exact_match,
+    jaccard_mean,
+    majority_baseline,
+    multilabel_f1,
+    multilabel_report,
+    per_class_scores,
+    single_label_report,
+)
+
+# Six items, one unanswered (None). Worked by hand:
+#   a: TP 1, predicted 2, support 2 -> P .5, R .5, F1 2/(2+1+1) = .5
+#   b: TP 2, predicted 3, support 2 -> P 2/3, R 1, F1 4/(4+1+0) = .8
+#   c: TP 0, predicted 0, support 2 -> P undefined, R 0, F1 0/(0+0+2) = 0
+#   d: never seen -> all undefined, left out of the macro mean (.5 + .8 + 0) / 3
+Y_TRUE = ["a", "a", "b", "b", "c", "c"]
+Y_PRED = ["a", "b", "b", "b", None, "a"]
+LABELS = ["a", "b", "c", "d"]
+
+# Emotic-style sets, worked by hand: exact 1/4; Jaccard (1 + .5 + 0 + .5) / 4;
+#   A: TP 2 -> F1 1;  B: TP 2 -> F1 1;  C: TP 0, FP 1, FN 2 -> F1 0
+#   micro: TP 4, FP 1, FN 2 -> 8 / 11;  macro (1 + 1 + 0) / 3
+SETS_TRUE = [{"A", "B"}, {"A"}, {"C"}, {"B", "C"}]
+SETS_PRED = [{"A", "B"}, {"A", "C"}, None, {"B"}]
+
+
+def test_it_counts_an_unanswered_item_as_wrong() -> None:
+    assert accuracy(Y_TRUE, Y_PRED) == 0.5
+    assert accuracy([], []) is None
+
+
+def test_it_scores_each_class_by_hand() -> None:
+    scores = {s.label: s for s in per_class_scores(Y_TRUE, Y_PRED, LABELS)}
+    assert (scores["a"].precision, scores["a"].recall, scores["a"].f1) == (0.5, 0.5, 0.5)
+    assert scores["b"].precision == pytest.approx(2 / 3) and scores["b"].recall == 1.0
+    assert scores["b"].f1 == pytest.approx(0.8)
+    assert (scores["c"].precision, scores["c"].recall, scores["c"].f1) == (None, 0.0, 0.0)
+    assert (scores["d"].precision, scores["d"].recall, scores["d"].f1, scores["d"].support) == (None, None, None, 0)
+
+
+def test_it_builds_the_confusion_matrix_with_a_no_answer_column() -> None:
+    confusion = confusion_matrix(Y_TRUE, Y_PRED, ["a", "b", "c"])
+    assert confusion.columns == ["a", "b", "c", None]
+    assert confusion.matrix == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 1]]
+    assert confusion_matrix(["a"], ["a"], ["a", "b"]).columns == ["a", "b"]
+
+
+def test_it_rejects_labels_outside_the_label_set_and_unequal_lengths() -> None:
+    with pytest.raises(ValueError, match="'zebra'"):
+        confusion_matrix(["a"], ["zebra"], ["a", "b"])
+    with pytest.raises(ValueError, match="y_true has 2 items but y_pred has 1"):
+        accuracy(["a", "b"], ["a"])
+    with pytest.raises(ValueError):
+        chance_accuracy(0)
+
+
+def test_it_gives_chance_and_majority_baselines() -> None:
+    assert chance_accuracy(7) == pytest.approx(1 / 7)
+    assert majority_baseline(["x", "y", "y", "z"]) == ("y", 0.5)
+    assert majority_baseline(Y_TRUE) == ("a", pytest.approx(1 / 3))  # tie: first seen
+    assert majority_baseline([]) == (None, None)
+
+
+def test_it_reports_single_label_results_together() -> None:
+    report = single_label_report(Y_TRUE, Y_PRED, LABELS)
+    assert (report.n, report.n_answered, report.accuracy) == (6, 5, 0.5)
+    assert report.macro_f1 == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert report.chance == 0.25 and report.majority_accuracy == pytest.approx(1 / 3)
+
+
+def test_it_scores_multilabel_sets_by_hand() -> None:
+    assert exact_match(SETS_TRUE, SETS_PRED) == 0.25
+    assert jaccard_mean(SETS_TRUE, SETS_PRED) == 0.5
+    f1 = multilabel_f1(SETS_TRUE, SETS_PRED, ["A", "B", "C"])
+    assert f1["micro"] == pytest.approx(8 / 11) and f1["macro"] == pytest.approx(2 / 3)
+    assert jaccard_mean([set()], [set()]) == 1.0
+    report = multilabel_report(SETS_TRUE, SETS_PRED, ["A", "B", "C", "D"])
+    assert report["n_answered"] == 3 and report["macro_f1"] == pytest.approx(2 / 3)  # D: undefined, left out
+
+
+def test_it_agrees_with_scikit_learn() -> None:
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    pred = ["(none)" if p is None else p for p in Y_PRED]
+    precision, recall, f1, _ = sklearn_metrics.precision_recall_fscore_support(
+        Y_TRUE, pred, labels=["a", "b"], zero_division=0)
+    ours = per_class_scores(Y_TRUE, Y_PRED, ["a", "b"])
+    assert [s.precision for s in ours] == pytest.approx(list(precision))
+    assert [s.recall for s in ours] == pytest.approx(list(recall))
+    assert [s.f1 for s in ours] == pytest.approx(list(f1))
+    assert single_label_report(Y_TRUE, Y_PRED, ["a", "b", "c"]).macro_f1 == pytest.approx(
+        sklearn_metrics.f1_score(Y_TRUE, pred, labels=["a", "b", "c"], average="macro", zero_division=0))
+    assert confusion_matrix(Y_TRUE, Y_PRED, ["a", "b", "c"]).matrix == [
+        row[:3] + [row[3]] for row in sklearn_metrics.confusion_matrix(
+            Y_TRUE, pred, labels=["a", "b", "c", "(none)"])[:3].tolist()]
+    binarizer = MultiLabelBinarizer(classes=["A", "B", "C"])
+    t = binarizer.fit_transform(SETS_TRUE)
+    p = binarizer.transform([s or set() for s in SETS_PRED])
+    f1_ours = multilabel_f1(SETS_TRUE, SETS_PRED, ["A", "B", "C"])
+    assert f1_ours["micro"] == pytest.approx(sklearn_metrics.f1_score(t, p, average="micro"))
+    assert f1_ours["macro"] == pytest.approx(sklearn_metrics.f1_score(t, p, average="macro", zero_division=0))
+    assert jaccard_mean(SETS_TRUE, SETS_PRED) == pytest.approx(sklearn_metrics.jaccard_score(t, p, average="samples"))
+    assert exact_match(SETS_TRUE, SETS_PRED) == pytest.approx(sklearn_metrics.accuracy_score(t, p))
