@@ -1,5 +1,20 @@
 """Researcher-facing routes: reports, exports, the token JSON API (owned by the reports work)."""
 from __future__ import annotations
 
+from django.urls import path
+
+from . import views_research as v
+
 app_name = "research"
-urlpatterns: list = []
+urlpatterns = [
+    path("studies/<slug:slug>/reports/", v.report_list, name="report_list"),
+    path("studies/<slug:slug>/reports/build", v.report_build, name="report_build"),
+    path("studies/<slug:slug>/reports/<int:version>/", v.report_detail, name="report_detail"),
+    path("studies/<slug:slug>/reports/<int:version>/report.<str:fmt>", v.report_download, name="report_download"),
+    path("studies/<slug:slug>/exports/ratings.csv", v.export_ratings, name="export_ratings"),
+    path("studies/<slug:slug>/exports/items.csv", v.export_items, name="export_items"),
+    path("api/studies/<slug:slug>/ratings", v.api_ratings, name="api_ratings"),
+    path("api/studies/<slug:slug>/items", v.api_items, name="api_items"),
+    path("api/studies/<slug:slug>/reports/latest", v.api_report, name="api_report_latest"),
+    path("api/studies/<slug:slug>/reports/<int:version>", v.api_report, name="api_report"),
+]

@@ -1,0 +1,162 @@
+"""Researcher exports: ratings (long format, with annotator ids), per-item aggregates, report tables.
+
+Rows are plain dicts so the same data serve CSV downloads, the token JSON API and the report.
+
+CSV formula injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with `=`, `+`,
+`-`, `@`, tab or carriage return as a formula. Our rule: any *text* cell starting with one of those
+gets a leading apostrophe (the spreadsheet shows the text, runs nothing). Numbers are left alone so
+they stay usable: values we produce as int/float are written as numbers, and a text cell that is
+exactly a plain decimal number (`-0.25`, `+3`, `-1e-3`) is kept too, because a cell that parses as
+a number cannot be a formula. Anything else (`-1+1`, `=SUM(A1)`, `@cmd`) is neutralised.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from annotations.agreement import item_aggregates
+from annotations.models import Item, Rating, Study
+from inference.models import Similarity
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+RATING_COLUMNS = [
+    "rating_id", "item_id", "item_kind", "generation_id", "annotator_id", "annotator_platform",
+    "annotator_external_id", "annotator_excluded", "exclusion_reason", "value", "seconds_on_item",
+    "passed_check", "comment", "created_at",
+]
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell that a spreadsheet shows as data, never runs (see the module docstring)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | int | float):
+        return value
+    text = str(value)
+    if text.startswith(FORMULA_PREFIXES) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def csv_render(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: csv_cell(row.get(key)) for key in columns})
+    return out.getvalue()
+
+
+def embedder_key(family: str, model: str) -> str:
+    return f"{family}/{model}"
+
+
+def study_ratings_rows(*, study: Study, include_checks: bool = True) -> list[dict[str, Any]]:
+    """Every rating of the study in long format; gold/attention items included unless told not to."""
+    qs = Rating.objects.filter(item__study=study).select_related("item", "annotator").order_by("id")
+    if not include_checks:
+        qs = qs.filter(item__kind=Item.Kind.NORMAL)
+    return [
+        {
+            "rating_id": r.pk, "item_id": r.item_id, "item_kind": r.item.kind,
+            "generation_id": r.item.generation_id, "annotator_id": r.annotator_id,
+            "annotator_platform": r.annotator.platform, "annotator_external_id": r.annotator.external_id,
+            "annotator_excluded": r.annotator.excluded, "exclusion_reason": r.annotator.exclusion_reason,
+            "value": r.value, "seconds_on_item": r.seconds_on_item, "passed_check": r.passed_check,
+            "comment": r.comment, "created_at": r.created_at.isoformat(),
+        }
+        for r in qs
+    ]
+
+
+def study_similarity_scores(*, study: Study) -> dict[str, dict[int, float]]:
+    """{embedder key: {generation id: mean cosine over reference descriptions}}.
+
+    A generation compared against several references gets the mean of its cosines, so every item
+    carries one score per embedder.
+    """
+    sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    rows = Similarity.objects.filter(
+        generation__study_items__study=study, cosine__isnull=False
+    ).values_list("embedder_family", "embedder_model", "generation_id", "cosine")
+    for family, model, generation_id, cosine in rows:
+        sums[embedder_key(family, model)][generation_id].append(cosine)
+    return {key: {gid: sum(v) / len(v) for gid, v in per_gen.items()} for key, per_gen in sums.items()}
+
+
+def study_item_rows(*, study: Study) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per-item aggregates (all annotators and without excluded ones) plus the model that wrote the
+    item and each embedder's score; returns the rows and the column names."""
+    items = list(
+        Item.objects.filter(study=study).select_related("generation__config", "generation__prompt").order_by("id")
+    )
+    ratings = list(Rating.objects.filter(item__study=study).values_list("item_id", "value", "annotator__excluded"))
+    scores = study_similarity_scores(study=study)
+    embedders = sorted(scores)
+    stats_all = _aggregate_by_item([(i, v) for i, v, _ in ratings])
+    stats_in = _aggregate_by_item([(i, v) for i, v, excluded in ratings if not excluded])
+    rows = []
+    for item in items:
+        gen = item.generation
+        row: dict[str, Any] = {
+            "item_id": item.pk, "kind": item.kind, "generation_id": item.generation_id,
+            "model": gen.config.name if gen else "", "backend": gen.config.backend if gen else "",
+            "prompt": f"{gen.prompt.name} v{gen.prompt.version}" if gen else "",
+            "text": item.text,
+        }
+        for suffix, table in (("all", stats_all), ("included", stats_in)):
+            count, mean, median = table.get(item.pk, (0, None, None))
+            row.update({f"n_{suffix}": count, f"mean_{suffix}": mean, f"median_{suffix}": median})
+        for key in embedders:
+            row[f"sim:{key}"] = scores[key].get(item.generation_id) if gen else None
+        rows.append(row)
+    columns = ["item_id", "kind", "generation_id", "model", "backend", "prompt", "text",
+               "n_all", "mean_all", "median_all", "n_included", "mean_included", "median_included",
+               *[f"sim:{key}" for key in embedders]]
+    return rows, columns
+
+
+def _aggregate_by_item(pairs: list[tuple[int, int]]) -> dict[int, tuple[int, float, float]]:
+    if not pairs:
+        return {}
+    agg = item_aggregates(units=[p[0] for p in pairs], values=[p[1] for p in pairs])
+    return {
+        int(unit): (int(count), float(mean), float(median))
+        for unit, count, mean, median in zip(agg["unit"], agg["count"], agg["mean"], agg["median"], strict=True)
+    }
+
+
+REPORT_COLUMNS = ["subset", "statistic", "subject", "value", "ci_low", "ci_high", "n", "note"]
+
+
+def report_table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's numbers as one long table (one row per statistic), for the report CSV."""
+    rows: list[dict[str, Any]] = []
+    for subset, analysis in results.get("analyses", {}).items():
+        for level, a in analysis.get("alpha", {}).items():
+            rows.append({"subset": subset, "statistic": f"alpha_{level}", "subject": "question",
+                         "value": a.get("alpha"), "ci_low": a.get("ci_low"), "ci_high": a.get("ci_high"),
+                         "n": a.get("units"), "note": a.get("reason") or
+                         f"P(alpha<{a.get('alpha_min')})={a.get('p_below_min')}"})
+        for value, count in analysis.get("distribution", {}).items():
+            rows.append({"subset": subset, "statistic": "rating_count", "subject": str(value), "value": count})
+        for method, s in analysis.get("split_half", {}).items():
+            rows.append({"subset": subset, "statistic": f"split_half_{method}", "subject": "human-human",
+                         "value": s.get("spearman_brown"), "n": s.get("n"),
+                         "note": s.get("reason") or f"half r={s.get('r_half')}; Spearman-Brown 2r/(1+r)"})
+        for emb in analysis.get("embedders", []):
+            for method, c in emb.get("correlations", {}).items():
+                rows.append({"subset": subset, "statistic": method, "subject": emb["key"], "value": c.get("r"),
+                             "ci_low": c.get("ci_low"), "ci_high": c.get("ci_high"), "n": c.get("n"),
+                             "note": c.get("reason") or emb.get("note", "")})
+        for model in analysis.get("models", []):
+            rows.append({"subset": subset, "statistic": "mean_rating", "subject": model["model"],
+                         "value": model.get("mean"), "ci_low": model.get("ci_low"),
+                         "ci_high": model.get("ci_high"), "n": model.get("n"), "note": model.get("reason", "")})
+    return rows

@@ -1,0 +1,325 @@
+"""Study reports: agreement, human-vs-embedding correlations, per-model means, plots; versioned rows.
+
+`study_report_build` is the one writer (the command, the POST route and the Celery task call it).
+Only normal items enter the statistics; gold/attention items are checks on annotators, not data.
+Every analysis runs twice: over all annotators, and without the annotators flagged `excluded`.
+Model identities appear here because reports are for researchers (annotators never see them).
+"""
+from __future__ import annotations
+
+import io
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Max
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from annotations import agreement as A
+from annotations.exports import study_ratings_rows, study_similarity_scores
+from annotations.models import Annotator, Item, Report, Study
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("html", "csv", "json")
+ALPHA_LEVELS = ("ordinal", "interval")  # a Likert scale is ordinal; interval is the common comparison
+SUBSETS = {"all": "All annotators", "included": "Without excluded annotators"}
+BERT_STAND_IN_NOTE = (
+    "No real BERT checkpoint is available offline: this 'bert' score comes from the all-MiniLM-L6-v2 "
+    "folder loaded as a BertModel (mean pooling), a stand-in for BERT."
+)
+
+
+class ReportError(ValueError):
+    """The report cannot be built as asked (unknown format, bad parameter)."""
+
+
+def formats_parse(formats: Sequence[str] | str) -> list[str]:
+    items = [f.strip().lower() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    unknown = [f for f in items if f not in FORMATS]
+    if unknown or not items:
+        raise ReportError(f"unknown report format(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}")
+    return list(dict.fromkeys(items))
+
+
+def study_report_build(
+    *,
+    study: Study,
+    user: AbstractBaseUser | None = None,
+    formats: Sequence[str] | str = FORMATS,
+    resamples: int = 1000,
+    alpha_min: float = 0.667,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Report:
+    """Compute the study's statistics and store them as the next Report version."""
+    chosen = formats_parse(formats)
+    if resamples < 1:
+        raise ReportError("resamples must be at least 1")
+    if not 0 < confidence < 1:
+        raise ReportError("confidence must be between 0 and 1")
+    params = {"formats": chosen, "resamples": resamples, "alpha_min": alpha_min, "confidence": confidence,
+              "seed": seed, "alpha_levels": list(ALPHA_LEVELS)}
+    # The statistics run outside the transaction (seconds of numpy); only the version number and
+    # the insert are serialised, by locking the study row, so two builds never take one version.
+    results = study_results_compute(study=study, params=params)
+    plots = study_plots_render(results=results) if "html" in chosen else {}
+    with transaction.atomic():
+        Study.objects.select_for_update().get(pk=study.pk)
+        version = (study.reports.aggregate(v=Max("version"))["v"] or 0) + 1
+        results["version"] = version
+        html = ""
+        if "html" in chosen:
+            html = render_to_string("annotations/report.html", {"study": study, "r": results, "plots": plots,
+                                                                 "version": version})
+        report = Report.objects.create(study=study, version=version, params=params, results=results,
+                                       html=html, created_by=user if user and user.is_authenticated else None)
+    log.info("study %s: report v%s built", study.slug, version)
+    return report
+
+
+def study_results_compute(*, study: Study, params: dict[str, Any]) -> dict[str, Any]:
+    rows = study_ratings_rows(study=study, include_checks=False)
+    scores = study_similarity_scores(study=study)
+    generations = _item_generations(study)
+    domain = list(range(study.scale_min, study.scale_max + 1))
+    results: dict[str, Any] = {
+        "study": {"slug": study.slug, "name": study.name, "question": study.question,
+                  "scale": [study.scale_min, study.scale_max], "scale_labels": study.scale_labels,
+                  "raters_per_item": study.raters_per_item},
+        "generated_at": timezone.now().isoformat(),
+        "params": params,
+        "annotators": _annotator_summary(study),
+        "analyses": {},
+        "classification": _classification_tables(study),
+        "notes": [
+            "Alpha: Krippendorff (2011), levels " + ", ".join(ALPHA_LEVELS) + f" over the domain {domain}; "
+            "bootstrap after Hayes & Krippendorff (2007), percentile CI, pairs drawn = pairs in the data.",
+            "Correlations: each embedder's cosine (mean over reference descriptions) against the item's mean "
+            "human rating; percentile bootstrap CI over items.",
+            "Ceiling: split-half human-human correlation averaged over random splits, Spearman-Brown "
+            "corrected (2r / (1 + r)) to the full number of raters.",
+        ],
+    }
+    for subset in SUBSETS:
+        subset_rows = [r for r in rows if subset == "all" or not r["annotator_excluded"]]
+        results["analyses"][subset] = _analysis(
+            label=SUBSETS[subset], rows=subset_rows, domain=domain, scores=scores, generations=generations,
+            params=params,
+        )
+    return results
+
+
+def _item_generations(study: Study) -> dict[int, dict[str, Any]]:
+    items = Item.objects.filter(study=study, kind=Item.Kind.NORMAL, generation__isnull=False).select_related(
+        "generation__config", "generation__prompt")
+    return {
+        item.pk: {"generation_id": item.generation_id, "model": item.generation.config.name,
+                  "backend": item.generation.config.backend,
+                  "prompt": f"{item.generation.prompt.name} v{item.generation.prompt.version}"}
+        for item in items
+    }
+
+
+def _annotator_summary(study: Study) -> dict[str, Any]:
+    annotators = list(Annotator.objects.filter(study=study).order_by("id"))
+    with_ratings = set(study.items.values_list("ratings__annotator_id", flat=True).exclude(ratings__isnull=True))
+    return {
+        "total": len(annotators),
+        "with_ratings": len(with_ratings),
+        "completed": sum(1 for a in annotators if a.completed_at),
+        "excluded": sum(1 for a in annotators if a.excluded),
+        "failed_checks": sum(a.failed_checks for a in annotators),
+        "exclusions": [{"annotator_id": a.pk, "platform": a.platform, "reason": a.exclusion_reason or "(no reason)",
+                        "failed_checks": a.failed_checks} for a in annotators if a.excluded],
+        "rules": {"max_failed_checks": study.max_failed_checks, "min_median_seconds": study.min_median_seconds},
+    }
+
+
+def _analysis(
+    *,
+    label: str,
+    rows: list[dict[str, Any]],
+    domain: list[int],
+    scores: dict[str, dict[int, float]],
+    generations: dict[int, dict[str, Any]],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    units = [r["item_id"] for r in rows]
+    values = [r["value"] for r in rows]
+    seed, resamples, confidence = params["seed"], params["resamples"], params["confidence"]
+    out: dict[str, Any] = {
+        "label": label, "ratings": len(rows), "items": len(set(units)),
+        "annotators": len({r["annotator_id"] for r in rows}),
+        "distribution": {str(v): 0 for v in domain},
+        "out_of_scale": 0,
+    }
+    for v in values:
+        if str(v) in out["distribution"]:
+            out["distribution"][str(v)] += 1
+        else:
+            out["out_of_scale"] += 1
+    # A rating outside the study's scale cannot enter alpha's value domain; it is counted, not dropped silently.
+    in_scale = [(u, v) for u, v in zip(units, values, strict=True) if domain[0] <= v <= domain[-1]]
+    counts = A.value_counts_from_long(units=[u for u, _ in in_scale], values=[v for _, v in in_scale], domain=domain)
+    out["alpha"] = {}
+    for level in params["alpha_levels"]:
+        boot = A.alpha_bootstrap(value_counts=counts, domain=domain, level=level, resamples=resamples,
+                                 alpha_min=params["alpha_min"], confidence=confidence, seed=seed)
+        point = A.alpha_compute(value_counts=counts, domain=domain, level=level)
+        out["alpha"][level] = {**point.as_dict(), **boot.as_dict()}
+    out["split_half"] = {
+        method: A.split_half(units=[u for u, _ in in_scale], values=[v for _, v in in_scale], method=method,
+                             seed=seed).as_dict()
+        for method in ("spearman", "pearson")
+    }
+    if in_scale:
+        agg = A.item_aggregates(units=[u for u, _ in in_scale], values=[v for _, v in in_scale])
+        item_mean = {int(u): float(m) for u, m in zip(agg["unit"], agg["mean"], strict=True)}
+    else:
+        item_mean = {}
+    out["embedders"] = _embedder_correlations(item_mean=item_mean, scores=scores, generations=generations,
+                                              params=params)
+    out["models"] = _model_means(item_mean=item_mean, generations=generations, params=params)
+    return out
+
+
+def _embedder_correlations(
+    *, item_mean: dict[int, float], scores: dict[str, dict[int, float]], generations: dict[int, dict[str, Any]],
+    params: dict[str, Any],
+) -> list[dict[str, Any]]:
+    out = []
+    for key in sorted(scores):
+        family, _, model = key.partition("/")
+        pairs = [(scores[key][g["generation_id"]], item_mean[item_id])
+                 for item_id, g in generations.items()
+                 if item_id in item_mean and g["generation_id"] in scores[key]]
+        x = [p[0] for p in pairs]
+        y = [p[1] for p in pairs]
+        out.append({
+            "key": key, "family": family, "model": model,
+            "note": BERT_STAND_IN_NOTE if family == "bert" and "minilm" in model.lower() else "",
+            "items": len(pairs), "x": x, "y": y,
+            "correlations": {
+                method: A.correlation_bootstrap(x=x, y=y, method=method, resamples=params["resamples"],
+                                                confidence=params["confidence"], seed=params["seed"]).as_dict()
+                for method in A.CORRELATION_METHODS
+            },
+        })
+    return out
+
+
+def _model_means(
+    *, item_mean: dict[int, float], generations: dict[int, dict[str, Any]], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    by_model: dict[str, list[float]] = defaultdict(list)
+    backend: dict[str, str] = {}
+    for item_id, g in generations.items():
+        if item_id in item_mean:
+            by_model[g["model"]].append(item_mean[item_id])
+            backend[g["model"]] = g["backend"]
+    return [
+        {"model": model, "backend": backend[model],
+         **A.mean_bootstrap(values=vals, resamples=params["resamples"], confidence=params["confidence"],
+                            seed=params["seed"]).as_dict()}
+        for model, vals in sorted(by_model.items())
+    ]
+
+
+def _classification_tables(study: Study) -> dict[str, Any]:
+    """The experiment runner's classification tables when that module and the study's dataset exist."""
+    try:
+        from inference.services import experiments
+    except ImportError:
+        return {"available": False, "reason": "the experiment runner (inference.services.experiments) is not installed"}
+    if study.dataset is None:
+        return {"available": False, "reason": "the study has no dataset"}
+    try:
+        tables = experiments.experiment_tables_build(dataset=study.dataset)
+    except Exception as exc:  # a report must still build; the reason is shown to the researcher
+        log.exception("classification tables failed for study %s", study.slug)
+        return {"available": False, "reason": f"classification tables failed: {exc}"}
+    return {"available": True, "tables": tables}
+
+
+# --- plots --------------------------------------------------------------------------------------
+
+def _figure_svg(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE so it can sit inside HTML
+
+
+def study_plots_render(*, results: dict[str, Any]) -> dict[str, Any]:
+    """Matplotlib SVG strings: rating distribution, one scatter per embedder, per-model means.
+
+    matplotlib writes text into SVG escaped (&, <, >), so names from the database cannot inject
+    markup; `svg.fonttype = none` keeps labels as text and `svg.hashsalt` makes ids reproducible.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "affect-eval", "font.size": 9})
+    included = results["analyses"]["included"]
+    plots: dict[str, Any] = {"distribution": _distribution_svg(results, plt), "scatter": [], "models": ""}
+    for emb in included["embedders"]:
+        if emb["items"]:
+            plots["scatter"].append({"key": emb["key"], "svg": _scatter_svg(emb, plt)})
+    if included["models"]:
+        plots["models"] = _models_svg(included["models"], plt)
+    return plots
+
+
+def _distribution_svg(results: dict[str, Any], plt: Any) -> str:
+    fig, ax = plt.subplots(figsize=(5, 2.8))
+    width = 0.4
+    for offset, subset in ((-width / 2, "all"), (width / 2, "included")):
+        dist = results["analyses"][subset]["distribution"]
+        ax.bar(np.arange(len(dist)) + offset, list(dist.values()), width=width, label=SUBSETS[subset])
+        ax.set_xticks(np.arange(len(dist)), list(dist.keys()))
+    ax.set_xlabel("rating")
+    ax.set_ylabel("ratings")
+    ax.legend(frameon=False)
+    return _figure_svg(fig)
+
+
+def _scatter_svg(emb: dict[str, Any], plt: Any) -> str:
+    fig, ax = plt.subplots(figsize=(4.2, 3.2))
+    ax.scatter(emb["x"], emb["y"], s=12, alpha=0.7)
+    rho = emb["correlations"]["spearman"]
+    if rho["r"] is None:
+        title = f"Spearman undefined: {rho['reason']}"
+    else:
+        title = f"Spearman ρ = {rho['r']:.3f} [{_fmt(rho['ci_low'])}, {_fmt(rho['ci_high'])}], n = {rho['n']}"
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel(f"cosine similarity ({emb['key']})")
+    ax.set_ylabel("mean human rating")
+    return _figure_svg(fig)
+
+
+def _models_svg(models: list[dict[str, Any]], plt: Any) -> str:
+    fig, ax = plt.subplots(figsize=(5, 0.5 + 0.45 * len(models)))
+    names = [m["model"] for m in models]
+    means = [m["mean"] for m in models]
+    lows = [m["mean"] - (m["ci_low"] if m["ci_low"] is not None else m["mean"]) for m in models]
+    highs = [(m["ci_high"] if m["ci_high"] is not None else m["mean"]) - m["mean"] for m in models]
+    ax.errorbar(means, np.arange(len(models)), xerr=[lows, highs], fmt="o", capsize=3)
+    ax.set_yticks(np.arange(len(models)), names)
+    ax.set_xlabel("mean rating (95% bootstrap CI over items)")
+    ax.invert_yaxis()
+    return _figure_svg(fig)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

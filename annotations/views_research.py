@@ -1,0 +1,175 @@
+"""Researcher views: report list/build/detail/downloads, CSV exports, and the Bearer-token JSON API.
+
+Access rule (one place, `_study_for`): superusers see every study; a researcher (staff, or in the
+`researcher` group) sees the studies they created and the ones no one owns (created by an operator
+command). Anyone else gets 403. The HTML routes use the session (login redirect when anonymous); the
+API routes take `Authorization: Bearer <ApiToken.key>` only: no or unknown token 401, a valid token
+of a user without access 403.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from annotations.exports import (
+    RATING_COLUMNS,
+    REPORT_COLUMNS,
+    csv_render,
+    report_table_rows,
+    study_item_rows,
+    study_ratings_rows,
+)
+from annotations.models import RESEARCHER_GROUP, ApiToken, Report, Study
+from annotations.tasks import study_report_build_task
+
+# The reports serve stored HTML: forbid scripts and remote loads outright, whatever it contains.
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+def _user_is_researcher(user: AbstractBaseUser) -> bool:
+    # Same rule as annotations.selectors.user_is_researcher (staff/superuser or the researcher group).
+    return bool(user.is_authenticated and (
+        user.is_staff or user.is_superuser or user.groups.filter(name=RESEARCHER_GROUP).exists()))
+
+
+def _study_for(user: AbstractBaseUser, slug: str) -> Study:
+    study = get_object_or_404(Study, slug=slug)
+    if not _user_is_researcher(user):
+        raise PermissionDenied("researchers only")
+    if not (user.is_superuser or study.created_by_id in (None, user.pk)):
+        raise PermissionDenied("this study belongs to another researcher")
+    return study
+
+
+def _attachment(body: str, content_type: str, filename: str) -> HttpResponse:
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_GET
+def report_list(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study_for(request.user, slug)
+    reports = study.reports.select_related("created_by").order_by("-version")
+    return render(request, "annotations/report_list.html", {"study": study, "reports": reports})
+
+
+@login_required
+@require_POST
+def report_build(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study_for(request.user, slug)
+    # After commit, so a worker never looks for a study row this request has not committed.
+    study_report_build_task.delay_on_commit(study.pk, request.user.pk)
+    messages.success(request, "Report build queued: the new version appears in this list when it is done.")
+    return redirect("research:report_list", slug=study.slug)
+
+
+@login_required
+@require_GET
+def report_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    study = _study_for(request.user, slug)
+    report = get_object_or_404(Report, study=study, version=version)
+    if not report.html:
+        raise Http404("this version was built without HTML; download its JSON or CSV")
+    response = HttpResponse(report.html)
+    response["Content-Security-Policy"] = REPORT_CSP
+    return response
+
+
+@login_required
+@require_GET
+def report_download(request: HttpRequest, slug: str, version: int, fmt: str) -> HttpResponse:
+    study = _study_for(request.user, slug)
+    report = get_object_or_404(Report, study=study, version=version)
+    name = f"{study.slug}-report-v{report.version}.{fmt}"
+    if fmt == "json":
+        return _attachment(json.dumps(report.results, cls=DjangoJSONEncoder, indent=1), "application/json", name)
+    if fmt == "csv":
+        return _attachment(csv_render(report_table_rows(report.results), REPORT_COLUMNS), "text/csv", name)
+    if fmt == "html" and report.html:
+        return _attachment(report.html, "text/html", name)
+    raise Http404(f"no {fmt} download for this report")
+
+
+@login_required
+@require_GET
+def export_ratings(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study_for(request.user, slug)
+    body = csv_render(study_ratings_rows(study=study), RATING_COLUMNS)
+    return _attachment(body, "text/csv", f"{study.slug}-ratings.csv")
+
+
+@login_required
+@require_GET
+def export_items(request: HttpRequest, slug: str) -> HttpResponse:
+    study = _study_for(request.user, slug)
+    rows, columns = study_item_rows(study=study)
+    return _attachment(csv_render(rows, columns), "text/csv", f"{study.slug}-items.csv")
+
+
+# --- token API ----------------------------------------------------------------------------------
+
+def _api_error(status: int, message: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="affect-eval research API"'
+    return response
+
+
+def token_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """Resolve the Bearer token to a user and the slug to a study the user may read."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, slug: str, **kwargs: Any) -> JsonResponse:
+        if request.method != "GET":
+            return _api_error(405, "GET only")
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return _api_error(401, "send Authorization: Bearer <token>")
+        token = ApiToken.objects.select_related("user").filter(key=key.strip()).first()
+        if token is None or not token.user.is_active:
+            return _api_error(401, "unknown or revoked token")
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        try:
+            study = _study_for(token.user, slug)
+        except PermissionDenied as exc:
+            return _api_error(403, str(exc) or "forbidden")
+        except Http404:
+            return _api_error(404, f"no study {slug!r}")
+        return view(request, study, **kwargs)
+
+    return wrapper
+
+
+@token_required
+def api_ratings(request: HttpRequest, study: Study) -> JsonResponse:
+    return JsonResponse({"study": study.slug, "columns": RATING_COLUMNS, "ratings": study_ratings_rows(study=study)})
+
+
+@token_required
+def api_items(request: HttpRequest, study: Study) -> JsonResponse:
+    rows, columns = study_item_rows(study=study)
+    return JsonResponse({"study": study.slug, "columns": columns, "items": rows})
+
+
+@token_required
+def api_report(request: HttpRequest, study: Study, version: int | None = None) -> JsonResponse:
+    reports = study.reports.order_by("-version")
+    report = reports.filter(version=version).first() if version is not None else reports.first()
+    if report is None:
+        return _api_error(404, "no such report" if version is not None else "no report built yet")
+    return JsonResponse({"study": study.slug, "version": report.version, "created_at": report.created_at,
+                         "params": report.params, "results": report.results})
