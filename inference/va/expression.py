@@ -177,3 +177,54 @@ def expression_model_load(path: str | None = None) -> ExpressionModel:
         if model is None:
             model = _cache[key] = ExpressionModel(key)
         return model
+
+
+@dataclass(frozen=True)
+class ExpressionResult:
+    """One face: derived VA, class probabilities and the vision-only basic-label prediction."""
+
+    valence: float
+    arousal: float
+    probabilities: dict[str, float]
+    predicted_label: str
+    prediction: dict[str, Any]
+
+    def details(self) -> dict[str, Any]:
+        return {"derived": True, **self.prediction}
+
+
+@dataclass(frozen=True)
+class LoadedExpression:
+    model: ExpressionModel
+    anchors: Anchors
+
+    @property
+    def sha256(self) -> str:
+        """Recorded as VAEstimate.model_sha256: the classifier's file (the norm is in details)."""
+        return self.model.sha256
+
+    def details(self) -> dict[str, Any]:
+        return {"derived": True, "model": "FER2013 mini-Xception (ONNX)",
+                "label": "VA derived from expression-class probabilities, not FaceChannel",
+                **self.anchors.details()}
+
+
+def expression_load(model_path: str | None = None, norms_path: str | None = None) -> LoadedExpression:
+    """Classifier (settings.EXPRESSION_MODEL) and anchors (settings.WORD_NORMS), each cached per process."""
+    from inference.va.norms import word_norms_load
+
+    return LoadedExpression(model=expression_model_load(model_path),
+                            anchors=expression_anchors(word_norms_load(norms_path)))
+
+
+def expression_predict(loaded: LoadedExpression, faces: np.ndarray) -> list[ExpressionResult]:
+    """(N, 64, 64, 1) faces from expression_preprocess -> one ExpressionResult per face."""
+    probabilities = loaded.model.predict(faces)
+    va = expression_va(probabilities, loaded.anchors)
+    results = []
+    for (valence, arousal), probs in zip(va, probabilities, strict=True):
+        prediction = expression_prediction(probs)
+        results.append(ExpressionResult(valence=float(valence), arousal=float(arousal),
+                                        probabilities=prediction["probabilities"],
+                                        predicted_label=prediction["predicted_label"], prediction=prediction))
+    return results
