@@ -38,7 +38,7 @@ def study_make(
                                  status=Study.Status.OPEN)
     quality = np.clip(rng.normal(3, 1.1, items), 1, 5)
     quality[1::2] = np.clip(quality[1::2] - 0.8, 1, 5)  # the lexicon baseline writes worse descriptions
-    item_rows = []
+    item_rows, similarities = [], []
     for i in range(items):
         sample = Sample.objects.create(dataset=dataset, external_id=f"img-{i}", image=f"samples/{i}.png",
                                        image_sha256=f"{i:064d}", width=64, height=64, references=["a smiling person"])
@@ -52,13 +52,15 @@ def study_make(
                 cosine = float(np.clip((quality[i] - 1) / 4 + rng.normal(0, noise), -1, 1))
                 if family == "word" and i == 0:
                     cosine = -0.125  # a negative score must stay a usable number in the exports
-                Similarity.objects.create(generation=gen, reference_index=ref, embedder_family=family,
-                                          embedder_model=model, cosine=cosine)
+                similarities.append(Similarity(generation=gen, reference_index=ref, embedder_family=family,
+                                               embedder_model=model, cosine=cosine))
     Item.objects.bulk_create(item_rows)
+    Similarity.objects.bulk_create(similarities)
     attention = Item.objects.create(study=study, kind=Item.Kind.ATTENTION, text="Choose 1", expected_min=1,
                                     expected_max=1)
     normal = list(study.items.filter(kind=Item.Kind.NORMAL).order_by("id"))
     now = timezone.now()
+    values: list[tuple[Item, Annotator, int]] = []
     for r in range(raters + excluded_raters):
         bad = r >= raters
         annotator = Annotator.objects.create(
@@ -72,10 +74,14 @@ def study_make(
                 value = int(rng.integers(1, 6))
             else:
                 value = int(np.clip(np.rint(quality[normal.index(item)] + rng.normal(0, 0.5)), 1, 5))
-            assignment = Assignment.objects.create(item=item, annotator=annotator, status="submitted",
-                                                   expires_at=now + timedelta(minutes=30), submitted_at=now)
-            Rating.objects.create(assignment=assignment, item=item, annotator=annotator, value=value,
-                                  seconds_on_item=4.0 + r, passed_check=(value == 1) if item.kind != "normal" else None)
+            values.append((item, annotator, value))
+    assignments = Assignment.objects.bulk_create([
+        Assignment(item=item, annotator=annotator, status="submitted", expires_at=now + timedelta(minutes=30),
+                   submitted_at=now) for item, annotator, _ in values])
+    Rating.objects.bulk_create([
+        Rating(assignment=assignment, item=item, annotator=annotator, value=value, seconds_on_item=4.0,
+               passed_check=(value == 1) if item.kind != Item.Kind.NORMAL else None)
+        for assignment, (item, annotator, value) in zip(assignments, values, strict=True)])
     return study
 
 
