@@ -7,4 +7,16 @@ from . import views
 app_name = "annotations"
 urlpatterns = [
     path("", views.home, name="home"),
+    # Annotators (crowd links and accounts)
+    path("s/<slug:slug>/join", views.join, name="join"),
+    path("s/<slug:slug>/consent", views.consent, name="consent"),
+    path("s/<slug:slug>/", views.next_item, name="next"),
+    path("s/<slug:slug>/a/<uuid:token>/", views.item, name="item"),
+    path("s/<slug:slug>/a/<uuid:token>/image", views.item_image, name="item_image"),
+    path("s/<slug:slug>/done", views.done, name="done"),
+    path("s/<slug:slug>/mine", views.my_ratings, name="my_ratings"),
+    # Researchers
+    path("studies/", views.study_list, name="study_list"),
+    path("studies/<slug:slug>/manage/", views.study_manage, name="study_manage"),
+    path("studies/<slug:slug>/manage/status", views.study_status, name="study_status"),
 ]

@@ -1,0 +1,157 @@
+"""Race-free assignment of items to annotators, k distinct raters per item.
+
+The next item for an annotator is one they have not rated and hold no live assignment for, with fewer
+than k live assignments (submitted, or active and unexpired) from non-excluded annotators, chosen in the
+annotator's own seeded order. Claiming runs inside one transaction:
+
+1. lock the annotator row (two tabs of one annotator never claim two items at once);
+2. lock a window of candidate item rows with `SELECT … FOR UPDATE SKIP LOCKED`, so concurrent annotators
+   fan out over different items instead of queueing behind one;
+3. recount the live assignments of a locked item (under READ COMMITTED the count sees every claim that
+   committed before we got the lock) and insert the Assignment only when a slot is free.
+
+Gold/attention items are checks on each annotator, so every annotator gets them and they hold no slot.
+On SQLite (the demo) `select_for_update` is a no-op; SQLite serialises writers, which keeps it correct.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from .models import Annotator, Assignment, Item, Study
+from .selectors import live_assignments_q
+
+WINDOW = 16  # item rows locked per probe: enough to get past a few in-flight claims, small to lock
+ATTEMPTS = 4  # passes when every free candidate was locked by a concurrent claim (they commit in ms)
+
+
+class AnnotatorNotReady(RuntimeError):
+    """The annotator has not consented yet; assignment must not start before consent."""
+
+
+def item_order_key(*, seed: int, item_id: int) -> bytes:
+    """Per-annotator order: a hash of (seed, item) is stable on reload and independent of what others took."""
+    return hashlib.blake2b(f"{seed}:{item_id}".encode(), digest_size=8).digest()
+
+
+def assignments_expire(*, study: Study, now: datetime | None = None) -> int:
+    """Mark abandoned assignments expired; their slots already stopped counting at `expires_at`."""
+    now = now or timezone.now()
+    return Assignment.objects.filter(
+        item__study=study, status=Assignment.Status.ACTIVE, expires_at__lte=now
+    ).update(status=Assignment.Status.EXPIRED)
+
+
+def assignment_current(*, annotator: Annotator, now: datetime | None = None) -> Assignment | None:
+    """The annotator's oldest live assignment (a reload shows the same item again)."""
+    return (
+        Assignment.objects.filter(
+            annotator=annotator, status=Assignment.Status.ACTIVE, expires_at__gt=now or timezone.now()
+        )
+        .select_related("item")
+        .order_by("created_at", "id")
+        .first()
+    )
+
+
+def candidate_item_ids(*, annotator: Annotator, study: Study) -> list[int]:
+    """Items this annotator could be given now, in their seeded order."""
+    mine = Assignment.objects.filter(annotator=annotator).exclude(status=Assignment.Status.EXPIRED)
+    rows = (
+        Item.objects.filter(study=study)
+        .exclude(id__in=mine.values("item_id"))
+        .annotate(live=Count("assignments", filter=live_assignments_q("assignments__")))
+        .filter(~Q(kind=Item.Kind.NORMAL) | Q(live__lt=study.raters_per_item))
+        .values_list("id", flat=True)
+    )
+    return sorted(rows, key=lambda item_id: item_order_key(seed=annotator.order_seed, item_id=item_id))
+
+
+def _slot_free(*, item: Item, study: Study) -> bool:
+    if item.kind != Item.Kind.NORMAL:
+        return True
+    live = Assignment.objects.filter(item_id=item.id).filter(live_assignments_q()).count()
+    return live < study.raters_per_item
+
+
+def item_slot_free_locked(*, item_id: int, study: Study, excluding: int | None = None) -> bool:
+    """Lock one item row (waiting, not skipping) and say whether it has a free slot; used to reclaim."""
+    item = Item.objects.select_for_update().only("id", "kind").get(pk=item_id)
+    if item.kind != Item.Kind.NORMAL:
+        return True
+    live = Assignment.objects.filter(item_id=item_id).filter(live_assignments_q()).exclude(pk=excluding)
+    return live.count() < study.raters_per_item
+
+
+def _assignment_put(*, annotator: Annotator, item: Item, expires_at: datetime) -> Assignment | None:
+    """Insert the claim, or revive the annotator's own expired row (unique per item × annotator)."""
+    revived = Assignment.objects.filter(
+        item=item, annotator=annotator, status=Assignment.Status.EXPIRED
+    ).update(status=Assignment.Status.ACTIVE, token=uuid.uuid4(), expires_at=expires_at, shown_at=None)
+    if revived:
+        return Assignment.objects.select_related("item").get(item=item, annotator=annotator)
+    try:
+        with transaction.atomic():
+            assignment = Assignment.objects.create(item=item, annotator=annotator, expires_at=expires_at)
+    except IntegrityError:
+        return None  # already theirs (submitted or active): not a candidate after all
+    assignment.item = item
+    return assignment
+
+
+def _claim_in_window(
+    *, annotator: Annotator, study: Study, window: list[int], expires_at: datetime
+) -> tuple[Assignment | None, bool]:
+    locked = {
+        item.id: item
+        for item in Item.objects.select_for_update(skip_locked=True).filter(id__in=window).order_by("id")
+    }
+    for item_id in window:
+        item = locked.get(item_id)
+        if item is not None and _slot_free(item=item, study=study):
+            assignment = _assignment_put(annotator=annotator, item=item, expires_at=expires_at)
+            if assignment is not None:
+                return assignment, False
+    return None, len(locked) < len(window)
+
+
+def assignment_next(*, annotator: Annotator) -> Assignment | None:
+    """The annotator's current assignment, or a newly claimed one; None when nothing is left for them."""
+    if annotator.consented_at is None:
+        raise AnnotatorNotReady("the annotator has not consented yet")
+    assignments_expire(study=annotator.study)
+    for attempt in range(ATTEMPTS):
+        saw_locked = False
+        with transaction.atomic():
+            me = Annotator.objects.select_for_update().select_related("study").get(pk=annotator.pk)
+            study = me.study
+            if study.status != Study.Status.OPEN or me.completed_at is not None:
+                return None
+            current = assignment_current(annotator=me)
+            if current is not None:
+                return current
+            expires_at = timezone.now() + timedelta(minutes=study.assignment_timeout_minutes)
+            ordered = candidate_item_ids(annotator=me, study=study)
+            for start in range(0, len(ordered), WINDOW):
+                assignment, skipped = _claim_in_window(
+                    annotator=me, study=study, window=ordered[start : start + WINDOW], expires_at=expires_at
+                )
+                if assignment is not None:
+                    return assignment
+                saw_locked = saw_locked or skipped
+        if not saw_locked:
+            return None
+        # Every free item was mid-claim by someone else; those transactions end within milliseconds.
+        time.sleep(0.005 * (attempt + 1))
+    return None
+
+
+def annotator_remaining_count(*, annotator: Annotator) -> int:
+    """Items still open to this annotator besides the ones they hold (for the progress bar)."""
+    return len(candidate_item_ids(annotator=annotator, study=annotator.study))

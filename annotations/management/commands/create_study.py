@@ -1,0 +1,138 @@
+"""`python manage.py create_study`: a study from a selection of Generations, with its check items.
+
+Re-running with the slug of an existing study adds the generations that have appeared since (and any
+new check items) instead of failing or duplicating.
+"""
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from annotations.models import Study
+from annotations.services.studies import (
+    FAILED_CHECK_ACTIONS,
+    StudyInvalid,
+    check_item_parse,
+    dataset_resolve,
+    generations_select,
+    study_check_items_add,
+    study_create,
+    study_items_add,
+    study_status_set,
+)
+from inference.models import Generation, PromptTemplate
+
+
+def _read_text(path: str | None, what: str) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot read the {what} file {path}: {exc}") from exc
+
+
+def _check_items(specs: list[str], file_path: str | None) -> list[Any]:
+    items: list[Any] = [check_item_parse(spec) for spec in specs]
+    if file_path:
+        try:
+            data = json.loads(_read_text(file_path, "check items"))
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"{file_path}: not valid JSON ({exc})") from exc
+        if not isinstance(data, list):
+            raise CommandError(f"{file_path}: expected a JSON list of {{text, expected_min, expected_max, kind}}")
+        items += [check_item_parse(entry) for entry in data]
+    return items
+
+
+class Command(BaseCommand):
+    help = "Create an annotation study from Generations (by dataset, LLM config, prompt and task)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--name", required=True, help="Study name shown to annotators.")
+        parser.add_argument("--slug", help="URL slug (default: from the name). An existing slug is topped up.")
+        parser.add_argument("--dataset", help="Dataset name whose generations are rated (default: any).")
+        parser.add_argument("--config", action="append", default=[], dest="configs",
+                            help="LLM config name; repeat for several (default: all).")
+        parser.add_argument("--prompt", action="append", default=[], dest="prompts",
+                            help="Prompt name, all versions; repeat for several (default: all).")
+        parser.add_argument("--task", default=PromptTemplate.Task.DESCRIBE, choices=PromptTemplate.Task.values,
+                            help="Generation task (default: describe).")
+        parser.add_argument("--any-status", action="store_true",
+                            help="Include unparseable/flagged generations too (default: status ok only).")
+        parser.add_argument("--k", type=int, default=3, help="Distinct raters per item (default: 3).")
+        parser.add_argument("--question", help="The question above the scale (default: the Likert match question).")
+        parser.add_argument("--scale-min", type=int, default=1, help="Lowest scale point (default: 1).")
+        parser.add_argument("--scale-max", type=int, default=5, help="Highest scale point (default: 5).")
+        parser.add_argument("--scale-labels", help="Labels for every point, lowest first, separated by '|'.")
+        parser.add_argument("--no-image", action="store_true", help="Do not show the photo.")
+        parser.add_argument("--show-va", action="store_true", help="Show the valence/arousal numbers.")
+        parser.add_argument("--show-reference", action="store_true", help="Show the reference description(s).")
+        parser.add_argument("--instructions-file", help="Text file with the instructions.")
+        parser.add_argument("--consent-file", help="Text file with the consent text.")
+        parser.add_argument("--completion-code", help="Code shown at the end (default: random).")
+        parser.add_argument("--attention", action="append", default=[],
+                            help="Attention item 'TEXT|MIN|MAX' (accepted rating range); repeatable.")
+        parser.add_argument("--checks-file",
+                            help="JSON list of {text, expected_min, expected_max, kind: attention|gold}.")
+        parser.add_argument("--max-failed-checks", type=int, default=0,
+                            help="Exclude an annotator who fails more checks than this (default: 0).")
+        parser.add_argument("--min-median-seconds", type=float, default=0.0,
+                            help="Exclude an annotator whose median time per item is below this (default: off).")
+        parser.add_argument("--failed-check-action", default="warn", choices=FAILED_CHECK_ACTIONS,
+                            help="What the annotator sees after a failed check (default: warn).")
+        parser.add_argument("--timeout-minutes", type=int, default=30,
+                            help="Minutes before an abandoned assignment returns to the pool (default: 30).")
+        parser.add_argument("--open", action="store_true", help="Open the study for annotators now.")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        statuses = Generation.Status.values if opts["any_status"] else [Generation.Status.OK]
+        try:
+            checks = _check_items(opts["attention"], opts["checks_file"])
+            existing = Study.objects.filter(slug=opts["slug"]).first() if opts["slug"] else None
+            if existing is not None:
+                self._top_up(existing, opts, statuses, checks)
+                return
+            labels = opts["scale_labels"].split("|") if opts["scale_labels"] else None
+            study = study_create(
+                name=opts["name"], slug=opts["slug"], dataset=opts["dataset"], config_names=opts["configs"],
+                prompt_names=opts["prompts"], k=opts["k"], task=opts["task"], statuses=statuses,
+                question=opts["question"], scale_min=opts["scale_min"], scale_max=opts["scale_max"],
+                scale_labels=labels, show_image=not opts["no_image"], show_va=opts["show_va"],
+                show_reference=opts["show_reference"],
+                instructions=_read_text(opts["instructions_file"], "instructions"),
+                consent_text=_read_text(opts["consent_file"], "consent"),
+                completion_code=opts["completion_code"], attention_items=checks,
+                max_failed_checks=opts["max_failed_checks"], min_median_seconds=opts["min_median_seconds"],
+                failed_check_action=opts["failed_check_action"],
+                assignment_timeout_minutes=opts["timeout_minutes"], open_now=opts["open"],
+            )
+        except StudyInvalid as exc:
+            raise CommandError(str(exc)) from exc
+        normal = study.items.filter(kind="normal").count()
+        self.stdout.write(
+            f"study {study.slug}: {normal} items, {study.items.count() - normal} check items, "
+            f"k={study.raters_per_item}, {study.status}; join link /s/{study.slug}/join"
+        )
+
+    def _top_up(self, study: Study, opts: dict[str, Any], statuses: list[str], checks: list[Any]) -> None:
+        dataset = dataset_resolve(opts["dataset"]) if opts["dataset"] else study.dataset
+        generations = generations_select(
+            dataset=dataset,
+            config_names=opts["configs"], prompt_names=opts["prompts"], task=opts["task"], statuses=statuses,
+        )
+        with transaction.atomic():
+            added = study_items_add(study=study, generations=generations)
+            added_checks = study_check_items_add(study=study, check_items=checks)
+            if opts["open"]:
+                study_status_set(study=study, status=Study.Status.OPEN)
+        self.stdout.write(
+            f"study {study.slug} exists: {added} new items, {added_checks} new check items "
+            f"({study.items.count()} in all), {study.status}"
+        )
+

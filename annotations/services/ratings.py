@@ -1,0 +1,145 @@
+"""Submitting a rating: final once stored, idempotent on replay, checks and exclusion rules applied."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ..assignment import item_slot_free_locked
+from ..models import Annotator, Assignment, Item, Rating, Study
+from ..selectors import annotator_median_seconds
+
+MAX_COMMENT_CHARS = 2000
+SPEED_RULE_MIN_RATINGS = 3  # a median of one or two answers says little about speeding
+
+
+class RatingError(Exception):
+    """Base of the errors a submit can raise; each maps to one HTTP status in the views."""
+
+
+class AssignmentNotFound(RatingError):
+    """No assignment with this id belongs to this annotator (forged, someone else's, or malformed)."""
+
+
+class AssignmentExpired(RatingError):
+    """The assignment ran out of time and its slot went to another annotator."""
+
+
+class RatingInvalid(RatingError):
+    """The value is not a point of the study's scale, or the comment is too long."""
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    rating: Rating
+    created: bool  # False: a replay of an already submitted assignment (nothing changed)
+    check_failed: bool = False
+    session_ended: bool = False
+
+
+def rating_value_parse(*, study: Study, raw: object) -> int:
+    try:
+        value = int(str(raw).strip())
+    except (TypeError, ValueError) as exc:
+        raise RatingInvalid(f"choose a rating from {study.scale_min} to {study.scale_max}") from exc
+    if not study.scale_min <= value <= study.scale_max:
+        raise RatingInvalid(f"{value} is outside the scale {study.scale_min} to {study.scale_max}")
+    return value
+
+
+def _token_parse(token: object) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(token))
+    except (TypeError, ValueError) as exc:
+        raise AssignmentNotFound("no such assignment") from exc
+
+
+def annotator_exclusion_apply(*, annotator: Annotator, study: Study, check_failed: bool, now: datetime) -> bool:
+    """Count a failed check, apply the study's exclusion rules; return True when the session must end."""
+    if check_failed:
+        Annotator.objects.filter(pk=annotator.pk).update(failed_checks=F("failed_checks") + 1)
+    annotator.refresh_from_db(fields=["failed_checks", "excluded", "exclusion_reason", "completed_at"])
+    reasons = []
+    end_session = check_failed and study.failed_check_action == "end"
+    if end_session:
+        reasons.append("failed an attention check (the study ends the session)")
+    if annotator.failed_checks > study.max_failed_checks:
+        reasons.append(f"failed {annotator.failed_checks} check(s), more than the {study.max_failed_checks} allowed")
+    if study.min_median_seconds > 0:
+        count, median = annotator_median_seconds(annotator=annotator)
+        if count >= SPEED_RULE_MIN_RATINGS and median is not None and median < study.min_median_seconds:
+            reasons.append(f"median {median:.1f} s per item, below the {study.min_median_seconds:g} s floor")
+    if reasons and not annotator.excluded:
+        Annotator.objects.filter(pk=annotator.pk).update(excluded=True, exclusion_reason="; ".join(reasons)[:300])
+    if end_session:
+        Annotator.objects.filter(pk=annotator.pk, completed_at__isnull=True).update(completed_at=now)
+    if reasons:
+        # An excluded annotator's open claims return to the pool at once rather than at expiry.
+        Assignment.objects.filter(annotator=annotator, status=Assignment.Status.ACTIVE).update(
+            status=Assignment.Status.EXPIRED
+        )
+    annotator.refresh_from_db(fields=["failed_checks", "excluded", "exclusion_reason", "completed_at"])
+    return end_session
+
+
+def rating_submit(
+    *, annotator: Annotator, assignment_token: object, value: object, comment: str = ""
+) -> SubmitResult:
+    """Store the annotator's rating for one of their assignments.
+
+    A replay (double click, back button, retried POST) of a submitted assignment returns the stored
+    rating unchanged: a submitted rating is final. A late submit of an expired assignment is kept when
+    the item still has a free slot (nothing lost), refused otherwise.
+    """
+    token = _token_parse(assignment_token)
+    comment = (comment or "").strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise RatingInvalid(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
+    with transaction.atomic():
+        # Row lock: two concurrent submits of one assignment run one after the other; the second sees
+        # the first's status and becomes a replay.
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("item", "annotator__study")
+            .filter(token=token, annotator_id=annotator.pk)
+            .first()
+        )
+        if assignment is None:
+            raise AssignmentNotFound("no such assignment")
+        if assignment.status == Assignment.Status.SUBMITTED:
+            return SubmitResult(rating=Rating.objects.get(assignment=assignment), created=False)
+        study = assignment.annotator.study
+        parsed = rating_value_parse(study=study, raw=value)
+        now = timezone.now()
+        if assignment.status == Assignment.Status.EXPIRED or assignment.expires_at <= now:
+            if assignment.annotator.excluded or not item_slot_free_locked(
+                item_id=assignment.item_id, study=study, excluding=assignment.pk
+            ):
+                Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.EXPIRED)
+                raise AssignmentExpired("the time for this item ran out and it went to another annotator")
+        item = assignment.item
+        passed = None
+        if item.kind != Item.Kind.NORMAL and item.expected_min is not None and item.expected_max is not None:
+            passed = item.expected_min <= parsed <= item.expected_max
+        started = assignment.shown_at or assignment.created_at
+        rating = Rating.objects.create(
+            assignment=assignment, item=item, annotator_id=annotator.pk, value=parsed, comment=comment,
+            seconds_on_item=max(0.0, (now - started).total_seconds()), passed_check=passed,
+        )
+        Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, submitted_at=now)
+        ended = annotator_exclusion_apply(
+            annotator=assignment.annotator, study=study, check_failed=passed is False, now=now
+        )
+    return SubmitResult(rating=rating, created=True, check_failed=passed is False, session_ended=ended)
+
+
+def assignment_mark_shown(*, assignment: Assignment) -> None:
+    """Time on item starts at the first display; a reload does not restart the clock."""
+    if assignment.shown_at is None:
+        now = timezone.now()
+        Assignment.objects.filter(pk=assignment.pk, shown_at__isnull=True).update(shown_at=now)
+        assignment.shown_at = now
