@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,14 @@ def load(path: str, *, flatten_data_format: str | None = None) -> FaceChannelDim
         missing = [n for n in (*CONV_LAYERS, "conv10", "conv10_inhibition", "denseLayer", *HEADS) if n not in by_name]
         if missing:
             raise _reject(path, f"layers {', '.join(missing)} are missing")
+        for name, units, activation in (("denseLayer", 200, "relu"), *((head, 1, "tanh") for head in HEADS)):
+            layer_config = by_name[name]["config"]
+            if layer_config.get("units") != units or layer_config.get("activation") != activation:
+                raise _reject(path, f"{name} has {layer_config.get('units')} {layer_config.get('activation')} "
+                                    f"units, expected {units} {activation} (arousal_output and valence_output heads)")
+        for name in ("conv10", "conv10_inhibition"):
+            if by_name[name]["config"].get("activation") != "relu":
+                raise _reject(path, f"{name} is not a relu convolution (shunting inhibition expects relu)")
         weights = handle["model_weights"] if "model_weights" in handle else handle
 
         norms: list[dict[str, np.ndarray]] = []
@@ -248,9 +257,26 @@ def preprocess(image_bgr: np.ndarray, box: list[int]) -> np.ndarray:
     return (resized / 255.0)[None]
 
 
+def facechannel_optimize(model: FaceChannelDim) -> torch.nn.Module:
+    """The same network for inference: TorchScript, frozen, BatchNorm folded into the convolutions and
+    tensors kept in oneDNN's blocked layout between layers. Outputs agree with the port to ~1e-6
+    (tested against the Keras fixture); on the 2-core CPU it runs about 1.5x faster at batch 32.
+    Falls back to the plain port where the build lacks oneDNN (same outputs, slower)."""
+    try:
+        # TorchScript is deprecated in favour of torch.compile, which needs a C++ toolchain and minutes
+        # of compilation per worker process; this path is still supported and compiles in ~1 s.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.optimize_for_inference(torch.jit.script(model.eval()))
+    except Exception as exc:  # noqa: BLE001 - any TorchScript/oneDNN failure only costs speed
+        logger.warning("FaceChannel: TorchScript optimisation unavailable (%s); using the eager model", exc)
+        return model
+
+
 @dataclass(frozen=True)
 class LoadedFaceChannel:
-    model: FaceChannelDim
+    model: torch.nn.Module  # what to run: facechannel_optimize(port)
+    port: FaceChannelDim  # the eager PyTorch port, as `load` built it
     info: WeightsInfo
 
 
@@ -276,11 +302,12 @@ def facechannel_load(path: str | None = None) -> LoadedFaceChannel:
             if not info.is_official:
                 logger.warning("FaceChannel weights %s have git blob %s, not the published %s: results are not "
                                "the paper's model", key, info.git_blob, OFFICIAL_GIT_BLOB)
-            loaded = _cache[key] = LoadedFaceChannel(model=load(key), info=info)
+            port = load(key)
+            loaded = _cache[key] = LoadedFaceChannel(model=facechannel_optimize(port), port=port, info=info)
         return loaded
 
 
-def facechannel_predict(model: FaceChannelDim, faces: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+def facechannel_predict(model: torch.nn.Module, faces: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
     """(N, 1, 64, 64) float32 -> (N, 2) float32 (arousal, valence), in batches."""
     outputs = []
     with torch.inference_mode():
