@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +23,7 @@ from django.utils import timezone
 from annotations import agreement as A
 from annotations.exports import study_ratings_rows, study_similarity_scores
 from annotations.models import Annotator, Item, Report, Study
+from inference.models import Generation, PromptTemplate
 
 log = logging.getLogger(__name__)
 
@@ -232,19 +233,45 @@ def _model_means(
 
 
 def _classification_tables(study: Study) -> dict[str, Any]:
-    """The experiment runner's classification tables when that module and the study's dataset exist."""
+    """The experiment runner's classification tables for the study's models on its dataset.
+
+    The study rates descriptions; the categorization answers of the same LLM configs on the same
+    dataset (any categorize prompt) are what the runner scores. Absent pieces give a reason, not a table.
+    """
     try:
-        from inference.services import experiments
+        from inference.services.experiments import experiment_tables_build
     except ImportError:
         return {"available": False, "reason": "the experiment runner (inference.services.experiments) is not installed"}
-    if study.dataset is None:
+    if study.dataset_id is None:
         return {"available": False, "reason": "the study has no dataset"}
+    gens = Generation.objects.filter(study_items__study=study)
+    config_ids = sorted(set(gens.values_list("config_id", flat=True)))
+    sources = Counter(gens.values_list("va_estimate__source", flat=True))
+    prompt_ids = sorted(set(Generation.objects.filter(
+        config_id__in=config_ids, task=PromptTemplate.Task.CATEGORIZE, va_estimate__sample__dataset_id=study.dataset_id,
+    ).values_list("prompt_id", flat=True)))
+    if not config_ids or not prompt_ids:
+        return {"available": False,
+                "reason": "no categorization answers from this study's models on its dataset"}
+    va_source = sources.most_common(1)[0][0]
     try:
-        tables = experiments.experiment_tables_build(dataset=study.dataset)
-    except Exception as exc:  # a report must still build; the reason is shown to the researcher
+        tables = experiment_tables_build(dataset_id=study.dataset_id, va_source=va_source, config_ids=config_ids,
+                                         prompt_ids=prompt_ids)
+    except Exception as exc:  # the report must still build; the reason is shown to the researcher
         log.exception("classification tables failed for study %s", study.slug)
         return {"available": False, "reason": f"classification tables failed: {exc}"}
-    return {"available": True, "tables": tables}
+    return {"available": True, "va_source": va_source, "tables": [
+        _table(title, tables.get(key) or [])
+        for key, title in (("accuracy", "Accuracy per system (with chance and majority baselines)"),
+                           ("per_emotion", "Per-emotion precision, recall, F1"))
+    ]}
+
+
+def _table(title: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    columns = list(dict.fromkeys(k for row in rows for k, v in row.items() if not isinstance(v, dict | list)))
+    return {"title": title, "columns": columns,
+            "rows": [[round(row.get(c), 3) if isinstance(row.get(c), float) else row.get(c) for c in columns]
+                     for row in rows]}
 
 
 # --- plots --------------------------------------------------------------------------------------

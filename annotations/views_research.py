@@ -31,22 +31,17 @@ from annotations.exports import (
     study_item_rows,
     study_ratings_rows,
 )
-from annotations.models import RESEARCHER_GROUP, ApiToken, Report, Study
+from annotations.models import ApiToken, Report, Study
+from annotations.selectors import user_is_researcher
 from annotations.tasks import study_report_build_task
 
 # The reports serve stored HTML: forbid scripts and remote loads outright, whatever it contains.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 
-def _user_is_researcher(user: AbstractBaseUser) -> bool:
-    # Same rule as annotations.selectors.user_is_researcher (staff/superuser or the researcher group).
-    return bool(user.is_authenticated and (
-        user.is_staff or user.is_superuser or user.groups.filter(name=RESEARCHER_GROUP).exists()))
-
-
 def _study_for(user: AbstractBaseUser, slug: str) -> Study:
     study = get_object_or_404(Study, slug=slug)
-    if not _user_is_researcher(user):
+    if not user_is_researcher(user):
         raise PermissionDenied("researchers only")
     if not (user.is_superuser or study.created_by_id in (None, user.pk)):
         raise PermissionDenied("this study belongs to another researcher")

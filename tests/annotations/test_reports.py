@@ -215,3 +215,24 @@ def test_it_builds_a_report_on_a_real_celery_worker(celery_worker_process, resea
         time.sleep(0.5)
     report = Report.objects.get(study=study)
     assert report.version == 1 and report.created_by == researcher and "<svg" in report.html
+
+
+def test_it_includes_the_experiment_runners_classification_tables(study: Study) -> None:
+    dataset = study.dataset
+    dataset.label_set = ["happiness", "sadness"]
+    dataset.save()
+    dataset.samples.update(labels=["happiness"])
+    prompt = PromptTemplate.objects.create(task="categorize", name="categorize-basic", text="{labels}")
+    # Each of the study's models categorizes every sample: smollm2 always right, the lexicon always wrong.
+    for va in VAEstimate.objects.filter(sample__dataset=dataset):
+        for config in LLMConfig.objects.filter(name__startswith=study.slug):
+            Generation.objects.create(va_estimate=va, config=config, prompt=prompt, task="categorize",
+                                      labels=["happiness"] if config.backend == "gguf" else ["sadness"])
+    report = study_report_build(study=study, resamples=50)
+    classification = report.results["classification"]
+    assert classification["available"] is True, classification
+    accuracy = classification["tables"][0]
+    rows = {row[accuracy["columns"].index("config")]: row for row in accuracy["rows"]}
+    assert rows["va-descriptions-smollm2"][accuracy["columns"].index("accuracy")] == 1.0
+    assert rows["va-descriptions-lexicon"][accuracy["columns"].index("accuracy")] == 0.0
+    assert "Accuracy per system" in report.html
