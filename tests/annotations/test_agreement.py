@@ -10,6 +10,8 @@ School for Communication, University of Pennsylvania (https://repository.upenn.e
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -198,3 +200,72 @@ def test_it_gives_a_mean_ci_that_contains_the_mean() -> None:
     assert result.mean == pytest.approx(22 / 7)
     assert result.ci_low < result.mean < result.ci_high
     assert A.mean_bootstrap(values=[]).reason == "no values"
+
+
+# --- the `agreement` management command ---------------------------------------------------------
+
+def _csv(tmp_path, text: str, name: str = "ratings.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _example_c_csv(tmp_path):
+    lines = ["unit,rater,value"]
+    for rater, row in zip("ABCD", DATA_C, strict=True):
+        lines += [f"u{u + 1},{rater},{'' if np.isnan(v) else int(v)}" for u, v in enumerate(row)]
+    return _csv(tmp_path, "\n".join(lines) + "\n")
+
+
+def test_it_computes_alpha_for_a_long_format_csv(tmp_path, capsys) -> None:
+    from django.core.management import call_command
+
+    path = _example_c_csv(tmp_path)
+    call_command("agreement", str(path), "--level", "interval", "--domain", "1,2,3,4,5", "--bootstrap", "500",
+                 "--seed", "1", "--json")
+    out = json.loads(capsys.readouterr().out)
+    assert out["alpha"] == pytest.approx(0.849, abs=5e-4)
+    assert out["raters"] == 4 and out["units"] == 12 and out["blank_values_skipped"] == 7
+    assert out["bootstrap"]["ci_low"] < out["alpha"] < out["bootstrap"]["ci_high"]
+    call_command("agreement", str(path), "--level", "nominal")
+    assert capsys.readouterr().out.startswith("alpha (nominal) = 0.7434")
+
+
+def test_it_says_undefined_for_a_single_rater_csv(tmp_path, capsys) -> None:
+    from django.core.management import call_command
+
+    call_command("agreement", str(_csv(tmp_path, "unit,rater,value\n1,a,3\n2,a,4\n")), "--level", "ordinal")
+    assert "undefined: no unit has two or more ratings" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "the file is empty"),
+    ("unit,value\n1,3\n", "missing column(s) rater"),
+    ("unit,rater,value\n", "no ratings"),
+    ("unit,rater,value\n1,a,3\n1,b,high\n", "ratings.csv:3: value 'high' is not a number (interval level)"),
+    ("unit,rater,value\n1,a,3\n1,a,4\n", "ratings.csv:3: rater 'a' rated unit '1' twice (first on line 2)"),
+    ("unit,rater,value\n1,a,3\n1,,4\n", "ratings.csv:3: empty unit or rater"),
+    ("unit,rater,value\n1,a,3\n1,b,inf\n", "not a finite number"),
+])
+def test_it_rejects_bad_csv_files_with_a_clear_error(tmp_path, text: str, message: str) -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError) as excinfo:
+        call_command("agreement", str(_csv(tmp_path, text)), "--level", "interval")
+    assert message in str(excinfo.value)
+
+
+def test_it_rejects_a_missing_file_a_value_outside_the_domain_and_non_utf8(tmp_path) -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="no such file"):
+        call_command("agreement", str(tmp_path / "nope.csv"), "--level", "nominal")
+    path = _csv(tmp_path, "unit,rater,value\n1,a,3\n1,b,6\n")
+    with pytest.raises(CommandError, match="value 6.0 is not in the value domain"):
+        call_command("agreement", str(path), "--level", "ordinal", "--domain", "1,2,3,4,5")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("unit,rater,value\nü,a,1\n".encode("latin-1"))
+    with pytest.raises(CommandError, match="not UTF-8"):
+        call_command("agreement", str(latin), "--level", "nominal")
+    with pytest.raises(CommandError, match="--bootstrap must be 0 or more"):
+        call_command("agreement", str(path), "--level", "nominal", "--bootstrap", "-1")

@@ -113,9 +113,9 @@ class Command(BaseCommand):
         except A.AgreementInputError as exc:
             raise CommandError(f"{opts['file']}: {exc}") from None
         summary = {
-            "file": str(opts["file"]), "level": level, "domain": domain, "ratings": len(values),
-            "blank_values_skipped": blanks, "units": len(set(units)), "raters": len(set(raters)),
-            **result.as_dict(), "bootstrap": boot.as_dict() if boot else None,
+            **result.as_dict(), "pairable_units": result.units, "file": str(opts["file"]), "domain": domain,
+            "ratings": len(values), "blank_values_skipped": blanks, "units": len(set(units)),
+            "raters": len(set(raters)), "bootstrap": boot.as_dict() if boot else None,
         }
         if opts["json"]:
             self.stdout.write(json.dumps(summary))
