@@ -1,48 +1,66 @@
-"""LLM stage: backends behind one interface (`base.LLMBackend`), prompts, strict parsing, pacing.
+"""LLM backends behind one interface (`Backend.complete(LLMRequest) -> LLMReply`).
 
-`llm_backend_get(config)` returns the process-wide backend of an `LLMConfig`, built on first use
-(never at import time) and rebuilt when the config row is edited.
+`backend_for(config)` builds a backend once per process and config settings and reuses it: clients hold
+connection pools (and the gguf backend a loaded model), which every call of a chunk should share.
+Nothing here loads at import time.
 """
 from __future__ import annotations
 
-import importlib
+import json
 import threading
-
-from django.core.exceptions import ImproperlyConfigured
 
 from inference.models import LLMConfig
 
-from .base import LLMBackend
+from .base import Backend, LLMError, LLMReply, LLMRequest, PermanentLLMError, TransientLLMError
 
-BACKENDS = {
-    LLMConfig.Backend.OPENAI: "inference.llm.openai_backend:OpenAIBackend",
-    LLMConfig.Backend.OLLAMA: "inference.llm.ollama_backend:OllamaBackend",
-    LLMConfig.Backend.GGUF: "inference.llm.gguf_backend:GGUFBackend",
-    LLMConfig.Backend.LEXICON: "inference.llm.lexicon_backend:LexiconBackend",
-}
+__all__ = ["Backend", "LLMError", "LLMReply", "LLMRequest", "PermanentLLMError", "TransientLLMError",
+           "backend_for"]
 
-_backends: dict[tuple, LLMBackend] = {}
-_backends_lock = threading.Lock()
+_backends: dict[tuple, Backend] = {}
+_lock = threading.Lock()
 
 
-def _config_key(config: LLMConfig) -> tuple:
-    return (config.pk, config.backend, config.model, config.base_url, config.api_key_env, config.temperature,
-            config.max_tokens, config.timeout_seconds, config.seed, repr(sorted(config.extra.items())))
+def _key(config: LLMConfig) -> tuple:
+    return (config.pk, config.backend, config.model, config.base_url, config.api_key_env,
+            float(config.timeout_seconds), json.dumps(config.extra or {}, sort_keys=True))
 
 
-def llm_backend_get(config: LLMConfig) -> LLMBackend:
-    if config.backend not in BACKENDS:
-        raise ImproperlyConfigured(
-            f"LLM config {config.name!r}: unknown backend {config.backend!r} (choose from {', '.join(BACKENDS)})"
-        )
-    if not isinstance(config.extra, dict):
-        raise ImproperlyConfigured(f"LLM config {config.name!r}: extra must be a JSON object")
-    key = _config_key(config)
-    with _backends_lock:
+def _build(config: LLMConfig) -> Backend:
+    extra = config.extra or {}
+    if not isinstance(extra, dict):
+        raise PermanentLLMError(f"LLM config {config.name}: extra must be a JSON object")
+    if config.backend == LLMConfig.Backend.OPENAI:
+        from .openai_backend import OpenAIBackend
+
+        return OpenAIBackend(model=config.model, base_url=config.base_url, api_key_env=config.api_key_env,
+                             timeout_s=config.timeout_seconds,
+                             response_format=str(extra.get("response_format", "json_schema")))
+    if config.backend == LLMConfig.Backend.OLLAMA:
+        from .ollama_backend import OllamaBackend
+
+        return OllamaBackend(model=config.model, host=config.base_url, timeout_s=config.timeout_seconds)
+    if config.backend == LLMConfig.Backend.GGUF:
+        from .gguf_backend import GGUFBackend
+
+        threads = extra.get("n_threads")
+        return GGUFBackend(model=config.model, n_ctx=int(extra.get("n_ctx", 2048)),
+                           n_threads=int(threads) if threads else None)
+    if config.backend == LLMConfig.Backend.LEXICON:
+        from .lexicon_backend import LexiconBackend
+
+        return LexiconBackend(norms_path=config.model)
+    raise PermanentLLMError(f"LLM config {config.name}: unknown backend {config.backend!r} "
+                            f"(choose from {', '.join(LLMConfig.Backend.values)})")
+
+
+def backend_for(config: LLMConfig) -> Backend:
+    key = _key(config)
+    with _lock:
         backend = _backends.get(key)
-        if backend is None:
-            # Imported here so that e.g. the web process never imports llama_cpp.
-            module_name, _, class_name = BACKENDS[config.backend].partition(":")
-            backend_class = getattr(importlib.import_module(module_name), class_name)
-            backend = _backends[key] = backend_class(config)
-        return backend
+    if backend is None:
+        # Built outside the lock (loading a norm file or a model can take a while); a rare duplicate
+        # build by two threads is harmless, the first one stored wins.
+        built = _build(config)
+        with _lock:
+            backend = _backends.setdefault(key, built)
+    return backend

