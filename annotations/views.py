@@ -150,7 +150,7 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
 def consent(request: HttpRequest, study: Study, annotator: Annotator) -> HttpResponse:
     if annotator.consented_at is not None:
         return redirect("annotations:next", slug=study.slug)
-    form = ConsentForm(request.POST or None)
+    form = ConsentForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         annotator_consent(annotator=annotator)
         return redirect("annotations:next", slug=study.slug)
