@@ -68,28 +68,26 @@ def batch_status(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "inference/_batch_status.html", _batch_context(batch))
 
 
+def _batch_action(request: HttpRequest, pk: int, action: Callable[..., int], verb: str,
+                  success: Callable[[int], str]) -> HttpResponse:
+    batch = get_object_or_404(Batch, pk=pk)
+    try:
+        count = action(batch_id=batch.pk)
+    except BatchStateError as exc:
+        messages.error(request, f"Batch {batch.pk} was not {verb}: {exc}.")
+    else:
+        messages.success(request, f"Batch {batch.pk} {verb}: {success(count)}")
+    return redirect("inference:batch_detail", pk=batch.pk)
+
+
 @require_POST
 @staff_required
 def batch_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
-    batch = get_object_or_404(Batch, pk=pk)
-    try:
-        cancelled = batch_cancel(batch_id=batch.pk)
-    except BatchStateError as exc:
-        messages.error(request, f"Batch {batch.pk} was not cancelled: {exc}.")
-    else:
-        messages.success(request, f"Batch {batch.pk} cancelled: {cancelled} queued chunk(s) will not run; "
-                                  f"running chunks finish.")
-    return redirect("inference:batch_detail", pk=batch.pk)
+    return _batch_action(request, pk, batch_cancel, "cancelled",
+                         lambda n: f"{n} queued chunk(s) will not run; running chunks finish.")
 
 
 @require_POST
 @staff_required
 def batch_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
-    batch = get_object_or_404(Batch, pk=pk)
-    try:
-        items = batch_retry_failed(batch_id=batch.pk)
-    except BatchStateError as exc:
-        messages.error(request, f"Batch {batch.pk} was not retried: {exc}.")
-    else:
-        messages.success(request, f"Batch {batch.pk}: {items} failed item(s) queued again.")
-    return redirect("inference:batch_detail", pk=batch.pk)
+    return _batch_action(request, pk, batch_retry_failed, "retried", lambda n: f"{n} failed item(s) queued again.")

@@ -270,6 +270,11 @@ def _reply_errors(reply: object, item_ids: list[int]) -> dict[str, str]:
         raise ValueError(f"stage service returned {type(reply).__name__}, not a dict with an 'errors' dict")
     known = {str(item) for item in item_ids}
     errors = {str(item): str(message) for item, message in reply.get("errors", {}).items()}
+    skipped = reply.get("skipped") or {}
+    if not isinstance(skipped, dict):
+        raise ValueError("stage service returned a 'skipped' that is not a dict")
+    # An item the service skipped produced no result: count it failed, with the service's reason.
+    errors.update({str(item): f"skipped: {reason}" for item, reason in skipped.items()})
     stray = sorted(set(errors) - known)
     if stray:
         raise ValueError(f"stage service reported errors for items not in the chunk: {', '.join(stray[:5])}")

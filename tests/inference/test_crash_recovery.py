@@ -1,0 +1,194 @@
+"""Crash recovery over real Redis, real PostgreSQL and real worker processes, with the project's own VA
+stage service (VA copied from the dataset's ground truth: cheap and deterministic).
+
+The batches use the test-only chunk parameter `item_delay_s` (see docs/batches.md) so each chunk takes
+long enough to be killed in the middle of deterministically.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.db.models import Count, Sum
+
+from inference.models import Batch, BatchChunk, Dataset, Sample, VAEstimate
+from inference.services.batches import batch_queue
+from tests.conftest import start_worker, stop_worker
+
+SAMPLES = 24
+CHUNK_TIMEOUT_S = 3  # the workers' BATCH_CHUNK_TIMEOUT: a chunk takes ~0.5 s, so only dead ones are reaped
+
+
+def _dataset() -> Dataset:
+    dataset = Dataset.objects.create(name="crash", format="manifest", label_set=["happiness", "sadness"])
+    Sample.objects.bulk_create([
+        Sample(dataset=dataset, external_id=f"s{i}", image=f"samples/{i}.png", image_sha256=f"{i:064d}", width=64,
+               height=64, gt_valence=round(-0.9 + i * 0.11, 2), gt_arousal=round(0.8 - i * 0.1, 2))
+        for i in range(SAMPLES)
+    ])
+    return dataset
+
+
+def _queue_va(item_delay_s: float) -> Batch:
+    return batch_queue(dataset=_dataset(), stages=["va"], va_source="dataset", chunk_size=2, item_delay_s=item_delay_s)
+
+
+def _wait_for(condition: Callable[[], bool], *, timeout: float, every: Callable[[], None] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if every:
+            every()
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting; chunks: " + repr(list(
+        BatchChunk.objects.values_list("key", "status", "attempts"))))
+
+
+def _assert_every_result_exactly_once(batch: Batch) -> None:
+    batch.refresh_from_db()
+    assert (batch.status, batch.total, batch.done, batch.failed) == ("succeeded", SAMPLES, SAMPLES, 0)
+    assert set(batch.chunks.values_list("status", flat=True)) == {"done"}
+    assert batch.chunks.aggregate(total=Sum("done"))["total"] == SAMPLES  # no chunk counted twice
+    per_sample = VAEstimate.objects.filter(source="dataset").values("sample").annotate(n=Count("id"))
+    assert sorted(row["n"] for row in per_sample) == [1] * SAMPLES
+    assert all(va.valence == va.sample.gt_valence for va in VAEstimate.objects.select_related("sample"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_runs_a_real_batch_eagerly(settings) -> None:
+    """The real stage services behind the orchestration (no worker): the baseline the crash tests compare to."""
+    batch = _queue_va(item_delay_s=0)
+    _assert_every_result_exactly_once(batch)
+    va = VAEstimate.objects.get(sample__external_id="s0")
+    assert (va.valence, va.arousal, va.model_sha256) == (-0.9, 0.8, "dataset")
+
+
+@pytest.fixture
+def short_chunk_timeout(monkeypatch) -> None:
+    # Read by the worker processes' settings (env), before `celery_worker_process` starts the first one.
+    monkeypatch.setenv("BATCH_CHUNK_TIMEOUT", str(CHUNK_TIMEOUT_S))
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_it_finishes_a_batch_after_its_worker_is_killed(short_chunk_timeout, celery_worker_process, tmp_path,
+                                                        settings) -> None:
+    from inference.tasks.batch import batch_chunks_reap_task
+
+    batch = _queue_va(item_delay_s=0.25)
+    _wait_for(lambda: BatchChunk.objects.filter(batch=batch, status="done").exists()
+              and BatchChunk.objects.filter(batch=batch, status="running").exists(), timeout=60)
+    os.kill(celery_worker_process.pid, signal.SIGKILL)  # no warm shutdown, no acks: a crashed node
+    celery_worker_process.wait(timeout=10)
+    killed_mid_chunk = set(BatchChunk.objects.filter(batch=batch, status="running").values_list("pk", flat=True))
+    assert killed_mid_chunk, "the worker died with no chunk in flight: nothing was tested"
+
+    second = start_worker(tmp_path / "worker2.log", settings.MEDIA_ROOT)
+    try:
+        # What beat does every BATCH_REAPER_INTERVAL, sent through the broker to the new worker.
+        _wait_for(lambda: Batch.objects.get(pk=batch.pk).status == "succeeded", timeout=120,
+                  every=batch_chunks_reap_task.delay)
+    finally:
+        stop_worker(second)
+    _assert_every_result_exactly_once(batch)
+    recovered = BatchChunk.objects.filter(pk__in=killed_mid_chunk)
+    assert all(attempts >= 2 for attempts in recovered.values_list("attempts", flat=True))
+
+
+# --- Redis restart ----------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_start(port: int, workdir: Path) -> subprocess.Popen:
+    # No persistence, like a cache-configured Redis: a restart loses every queued message.
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    _wait_for(lambda: _redis_up(client), timeout=10)
+    return proc
+
+
+def _redis_up(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def own_redis(tmp_path, monkeypatch) -> Iterator[tuple[int, Callable[[], None]]]:
+    """A private redis-server (never the shared one) and a function that restarts it."""
+    from evalplatform.celery import app
+
+    port = _free_port()
+    state = {"proc": _redis_start(port, tmp_path)}
+
+    def restart() -> None:
+        state["proc"].kill()
+        state["proc"].wait()
+        state["proc"] = _redis_start(port, tmp_path)
+
+    url = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setenv("REDIS_URL", url)  # for the worker processes
+    old_url = app.conf.broker_url
+    _broker_switch(app, url)
+    try:
+        yield port, restart
+    finally:
+        _broker_switch(app, old_url)
+        state["proc"].kill()
+        state["proc"].wait()
+
+
+def _broker_switch(app: object, url: str) -> None:
+    # The test process publishes too (batch_queue, the reaper task): point its cached pools at `url`.
+    app.conf.broker_url = url
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_it_recovers_messages_lost_in_a_redis_restart(short_chunk_timeout, own_redis, transactional_db, settings,
+                                                      tmp_path) -> None:
+    from evalplatform.celery import app
+    from inference.tasks.batch import batch_chunks_reap_task
+
+    port, redis_restart = own_redis
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.task_always_eager = False
+    worker = start_worker(tmp_path / "worker.log", settings.MEDIA_ROOT)
+    try:
+        batch = _queue_va(item_delay_s=0.25)
+        _wait_for(lambda: BatchChunk.objects.filter(batch=batch, status="done").count() >= 2, timeout=60)
+        assert redis.Redis(port=port).llen("va") > 0, "no message was waiting in Redis: nothing to lose"
+        redis_restart()
+        assert redis.Redis(port=port).llen("va") == 0  # the queued messages are gone with the restart
+        waiting = BatchChunk.objects.filter(batch=batch, status="queued").count()
+        assert waiting > 0, "every chunk had already started: the restart lost nothing"
+
+        _wait_for(lambda: Batch.objects.get(pk=batch.pk).status == "succeeded", timeout=120,
+                  every=batch_chunks_reap_task.delay)
+        assert worker.poll() is None, "the worker should ride out the broker restart"
+    finally:
+        stop_worker(worker)
+        app.conf.task_always_eager = True
+    _assert_every_result_exactly_once(batch)
+    assert BatchChunk.objects.filter(batch=batch).count() == SAMPLES // 2
