@@ -360,6 +360,30 @@ def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (xc * yc).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
+def _rowwise_kendall(x: np.ndarray, y: np.ndarray, block: int = 4_000_000) -> np.ndarray:
+    """Kendall's tau-b per row (the variant scipy computes), from pair sign matrices.
+
+    O(n^2) per row, so rows go through in blocks that keep the sign tensors near `block` cells;
+    above a few thousand items scipy's O(n log n) per-row routine is cheaper and is used instead.
+    """
+    rows, n = x.shape
+    if n > 2000:
+        return np.array([stats.kendalltau(a, b).statistic for a, b in zip(x, y, strict=True)])
+    out = np.empty(rows)
+    step = max(1, block // (n * n))
+    pairs = n * (n - 1) / 2
+    for start in range(0, rows, step):
+        sx = np.sign(x[start:start + step, :, None] - x[start:start + step, None, :]).astype(np.int8)
+        sy = np.sign(y[start:start + step, :, None] - y[start:start + step, None, :]).astype(np.int8)
+        concordance = (sx * sy).sum(axis=(1, 2), dtype=np.int64) / 2
+        ties_x = ((sx == 0).sum(axis=(1, 2)) - n) / 2
+        ties_y = ((sy == 0).sum(axis=(1, 2)) - n) / 2
+        denom = np.sqrt((pairs - ties_x) * (pairs - ties_y))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + step] = np.where(denom > 0, concordance / np.where(denom > 0, denom, 1.0), np.nan)
+    return out
+
+
 def _point_correlation(method: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     if method == "pearson":
         res = stats.pearsonr(x, y)
@@ -382,8 +406,8 @@ def correlation_bootstrap(
 ) -> CorrelationResult:
     """Correlation between paired per-item scores with a percentile bootstrap CI over items.
 
-    Pearson and Spearman are computed for a block of resamples at once (ranks per row, then a
-    row-wise Pearson); Kendall has no vectorised form in scipy and loops over resamples.
+    All three are computed for a block of resamples at once: Pearson row-wise, Spearman as Pearson
+    on per-row ranks, Kendall's tau-b from pair sign matrices (`_rowwise_kendall`).
     """
     if method not in CORRELATION_METHODS:
         raise AgreementInputError(f"unknown correlation {method!r}; choose one of {', '.join(CORRELATION_METHODS)}")
@@ -406,7 +430,7 @@ def correlation_bootstrap(
         idx = rng.integers(0, n, size=(stop - start, n))
         bx, by = xa[idx], ya[idx]
         if method == "kendall":
-            boot[start:stop] = [stats.kendalltau(a, b).statistic for a, b in zip(bx, by, strict=True)]
+            boot[start:stop] = _rowwise_kendall(bx, by)
         else:
             if method == "spearman":
                 bx, by = stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1)
@@ -450,18 +474,18 @@ def split_half(
     count = np.bincount(inverse)
     starts = np.concatenate([[0], np.cumsum(count)[:-1]])
     rng = np.random.default_rng(seed)
-    rs: list[float] = []
-    for _ in range(splits):
+    halves = np.empty((2, splits, n))
+    for s in range(splits):
         order = np.lexsort((rng.random(len(vals)), inverse))
-        position = np.arange(len(vals)) - starts[inverse[order]]
-        first = position < count[inverse[order]] // 2
         unit_of = inverse[order]
-        half_a = np.bincount(unit_of[first], weights=vals[order][first], minlength=n) / (count // 2)
-        half_b = np.bincount(unit_of[~first], weights=vals[order][~first], minlength=n) / (count - count // 2)
-        if np.ptp(half_a) == 0 or np.ptp(half_b) == 0:
-            continue
-        rs.append(_point_correlation(method, half_a, half_b)[0])
-    if not rs:
+        first = np.arange(len(vals)) - starts[unit_of] < count[unit_of] // 2
+        halves[0, s] = np.bincount(unit_of[first], weights=vals[order][first], minlength=n) / (count // 2)
+        halves[1, s] = np.bincount(unit_of[~first], weights=vals[order][~first], minlength=n) / (count - count // 2)
+    if method == "spearman":
+        halves = stats.rankdata(halves, axis=2)
+    rs = _rowwise_pearson(halves[0], halves[1])
+    rs = rs[~np.isnan(rs)]  # a split with no variation in a half has no correlation
+    if not len(rs):
         return SplitHalfResult(method=method, r_half=None, n=n, splits=splits,
                                reason="no variation between half-means in any split")
     r = float(np.mean(rs))

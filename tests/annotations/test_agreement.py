@@ -174,6 +174,14 @@ def test_it_matches_scipy_and_brackets_the_correlation(method: str) -> None:
     assert (again.ci_low, again.ci_high) == (result.ci_low, result.ci_high)
 
 
+def test_it_matches_scipy_kendall_tau_b_on_tied_ratings_in_every_resample() -> None:
+    rng = np.random.default_rng(9)
+    x = rng.integers(1, 6, (40, 25)).astype(float)  # Likert means tie a lot: tau-b must correct for it
+    y = rng.integers(1, 4, (40, 25)).astype(float)
+    expected = [stats.kendalltau(a, b).statistic for a, b in zip(x, y, strict=True)]
+    assert A._rowwise_kendall(x, y) == pytest.approx(expected, abs=1e-12)
+
+
 def test_it_reports_constant_scores_and_too_few_items_as_undefined() -> None:
     flat = A.correlation_bootstrap(x=[0.5] * 10, y=list(range(10)), method="spearman", seed=1)
     assert flat.r is None and "automatic scores" in flat.reason
