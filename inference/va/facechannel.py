@@ -158,8 +158,7 @@ def load(path: str, *, flatten_data_format: str | None = None) -> FaceChannelDim
             raise _reject(path, "it has no model_config (a weights-only file, or not Keras); save the full model")
         config = json.loads(raw_config.decode() if isinstance(raw_config, bytes) else raw_config)
         layers = config.get("config", {}).get("layers", [])
-        by_name = {layer["config"]["name"] if "name" in layer.get("config", {}) else layer.get("name"): layer
-                   for layer in layers}
+        by_name = {layer.get("config", {}).get("name") or layer.get("name"): layer for layer in layers}
         missing = [n for n in (*CONV_LAYERS, "conv10", "conv10_inhibition", "denseLayer", *HEADS) if n not in by_name]
         if missing:
             raise _reject(path, f"layers {', '.join(missing)} are missing")
