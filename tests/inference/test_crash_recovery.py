@@ -1,5 +1,6 @@
-"""Crash recovery over real Redis, real PostgreSQL and real worker processes, with the project's own VA
-stage service (VA copied from the dataset's ground truth: cheap and deterministic).
+"""Crash recovery over real Redis, real PostgreSQL and real worker processes, with the project's own stage
+services: VA copied from the dataset's ground truth (cheap, deterministic), then the lexicon baseline
+"LLM" (nearest emotion words of the Warriner norms), chained across the va and llm queues.
 
 The batches use the test-only chunk parameter `item_delay_s` (see docs/batches.md) so each chunk takes
 long enough to be killed in the middle of deterministically.
@@ -18,7 +19,17 @@ import pytest
 import redis
 from django.db.models import Count, Sum
 
-from inference.models import Batch, BatchChunk, Dataset, Sample, VAEstimate
+from inference.models import (
+    Batch,
+    BatchChunk,
+    Dataset,
+    Generation,
+    LLMConfig,
+    PromptTemplate,
+    Sample,
+    Similarity,
+    VAEstimate,
+)
 from inference.services.batches import batch_queue
 from tests.conftest import start_worker, stop_worker
 
@@ -30,14 +41,20 @@ def _dataset() -> Dataset:
     dataset = Dataset.objects.create(name="crash", format="manifest", label_set=["happiness", "sadness"])
     Sample.objects.bulk_create([
         Sample(dataset=dataset, external_id=f"s{i}", image=f"samples/{i}.png", image_sha256=f"{i:064d}", width=64,
-               height=64, gt_valence=round(-0.9 + i * 0.11, 2), gt_arousal=round(0.8 - i * 0.1, 2))
+               height=64, gt_valence=round(-0.9 + i * 0.075, 3), gt_arousal=round(0.8 - i * 0.07, 3),
+               references=[f"a person who looks {'sad' if i < SAMPLES // 2 else 'happy'}"])
         for i in range(SAMPLES)
     ])
     return dataset
 
 
-def _queue_va(item_delay_s: float) -> Batch:
-    return batch_queue(dataset=_dataset(), stages=["va"], va_source="dataset", chunk_size=2, item_delay_s=item_delay_s)
+def _queue(item_delay_s: float, stages: list[str] | None = None, embedders: tuple[str, ...] = ()) -> Batch:
+    config = LLMConfig.objects.create(name="lexicon", backend="lexicon")
+    prompt = PromptTemplate.objects.create(task="describe", name="plain",
+                                           text="Valence {valence}, arousal {arousal}. Describe the person.")
+    return batch_queue(dataset=_dataset(), stages=stages or ["va", "generate"], va_source="dataset",
+                       configs=[config], prompts=[prompt], embedders=embedders, chunk_size=2,
+                       item_delay_s=item_delay_s)
 
 
 def _wait_for(condition: Callable[[], bool], *, timeout: float, every: Callable[[], None] | None = None) -> None:
@@ -52,23 +69,30 @@ def _wait_for(condition: Callable[[], bool], *, timeout: float, every: Callable[
         BatchChunk.objects.values_list("key", "status", "attempts"))))
 
 
-def _assert_every_result_exactly_once(batch: Batch) -> None:
+def _assert_every_result_exactly_once(batch: Batch, stages: int = 2) -> None:
     batch.refresh_from_db()
-    assert (batch.status, batch.total, batch.done, batch.failed) == ("succeeded", SAMPLES, SAMPLES, 0)
+    expected = stages * SAMPLES
+    assert (batch.status, batch.total, batch.done, batch.failed) == ("succeeded", expected, expected, 0)
     assert set(batch.chunks.values_list("status", flat=True)) == {"done"}
-    assert batch.chunks.aggregate(total=Sum("done"))["total"] == SAMPLES  # no chunk counted twice
+    assert batch.chunks.aggregate(total=Sum("done"))["total"] == expected  # no chunk counted twice
     per_sample = VAEstimate.objects.filter(source="dataset").values("sample").annotate(n=Count("id"))
     assert sorted(row["n"] for row in per_sample) == [1] * SAMPLES
     assert all(va.valence == va.sample.gt_valence for va in VAEstimate.objects.select_related("sample"))
+    assert Generation.objects.filter(status="ok").count() == SAMPLES
+    assert Generation.objects.values("va_estimate").distinct().count() == SAMPLES
+    assert all(text.startswith("The person looks") for text in Generation.objects.values_list("text", flat=True))
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_runs_a_real_batch_eagerly(settings) -> None:
-    """The real stage services behind the orchestration (no worker): the baseline the crash tests compare to."""
-    batch = _queue_va(item_delay_s=0)
-    _assert_every_result_exactly_once(batch)
-    va = VAEstimate.objects.get(sample__external_id="s0")
-    assert (va.valence, va.arousal, va.model_sha256) == (-0.9, 0.8, "dataset")
+@pytest.mark.slow
+def test_it_runs_all_three_real_stages_eagerly(settings) -> None:
+    """The real stage services behind the orchestration, without a worker: the baseline for the crash tests."""
+    batch = _queue(item_delay_s=0, stages=["va", "generate", "similarity"], embedders=("word",))
+    _assert_every_result_exactly_once(batch, stages=3)
+    assert list(batch.chunks.values_list("stage", flat=True).distinct().order_by("stage")) == [
+        "generate", "similarity", "va"]
+    assert Similarity.objects.filter(embedder_family="word").count() == SAMPLES  # one reference each
+    assert all(-1 <= cosine <= 1 for cosine in Similarity.objects.values_list("cosine", flat=True))
 
 
 @pytest.fixture
@@ -84,7 +108,7 @@ def test_it_finishes_a_batch_after_its_worker_is_killed(short_chunk_timeout, cel
                                                         settings) -> None:
     from inference.tasks.batch import batch_chunks_reap_task
 
-    batch = _queue_va(item_delay_s=0.25)
+    batch = _queue(item_delay_s=0.25)
     _wait_for(lambda: BatchChunk.objects.filter(batch=batch, status="done").exists()
               and BatchChunk.objects.filter(batch=batch, status="running").exists(), timeout=60)
     os.kill(celery_worker_process.pid, signal.SIGKILL)  # no warm shutdown, no acks: a crashed node
@@ -176,7 +200,7 @@ def test_it_recovers_messages_lost_in_a_redis_restart(short_chunk_timeout, own_r
     app.conf.task_always_eager = False
     worker = start_worker(tmp_path / "worker.log", settings.MEDIA_ROOT)
     try:
-        batch = _queue_va(item_delay_s=0.25)
+        batch = _queue(item_delay_s=0.25)
         _wait_for(lambda: BatchChunk.objects.filter(batch=batch, status="done").count() >= 2, timeout=60)
         assert redis.Redis(port=port).llen("va") > 0, "no message was waiting in Redis: nothing to lose"
         redis_restart()
@@ -191,4 +215,4 @@ def test_it_recovers_messages_lost_in_a_redis_restart(short_chunk_timeout, own_r
         stop_worker(worker)
         app.conf.task_always_eager = True
     _assert_every_result_exactly_once(batch)
-    assert BatchChunk.objects.filter(batch=batch).count() == SAMPLES // 2
+    assert BatchChunk.objects.filter(batch=batch).count() == 2 * (SAMPLES // 2)  # va + generate, chunks of 2
