@@ -129,7 +129,9 @@ def assignment_next(*, annotator: Annotator) -> Assignment | None:
     for attempt in range(ATTEMPTS):
         saw_locked = False
         with transaction.atomic():
-            me = Annotator.objects.select_for_update().select_related("study").get(pk=annotator.pk)
+            # of=self: without it PostgreSQL also locks the joined study row and every claim in the
+            # study would queue behind one lock.
+            me = Annotator.objects.select_for_update(of=("self",)).select_related("study").get(pk=annotator.pk)
             study = me.study
             if study.status != Study.Status.OPEN or me.completed_at is not None:
                 return None
