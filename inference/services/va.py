@@ -10,6 +10,7 @@ run at all: an unknown source, a missing setting or model file, or a weights fil
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from django.db import transaction
 
 from inference.faces import Detection, FaceDetector, face_detector_load, faces_detect, image_decode
 from inference.models import Dataset, Sample, VAEstimate
@@ -65,6 +65,8 @@ class _Model:
 
 class _FaceChannel(_Model):
     def __init__(self) -> None:
+        # Imported here, not at module level: the web process imports this module (batch planning)
+        # and must not pay for torch.
         from inference.va.facechannel import facechannel_load, facechannel_predict, preprocess
 
         loaded = facechannel_load()
@@ -155,6 +157,10 @@ def _ground_truth(sample: Sample) -> _Outcome:
     if sample.gt_valence is None or sample.gt_arousal is None:
         return _Outcome(VAEstimate.Status.ERROR,
                         error="sample has no ground-truth valence/arousal (the dataset did not provide them)")
+    values = (sample.gt_valence, sample.gt_arousal)
+    if not all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in values):
+        # The importers rescale to [-1, 1]; anything else would be compared with model output on another scale.
+        return _Outcome(VAEstimate.Status.ERROR, error=f"ground-truth valence/arousal {values} is outside [-1, 1]")
     return _Outcome(VAEstimate.Status.OK, valence=sample.gt_valence, arousal=sample.gt_arousal,
                     details={"gt_dominance": sample.gt_dominance})
 
@@ -229,7 +235,7 @@ def _chunks(ids: list[int], size: int) -> Iterable[list[int]]:
 
 
 def _dataset_sample_ids(*, dataset_id: int, chunk_size: int) -> list[int]:
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk size must be a positive integer, got {chunk_size!r}")
     if not Dataset.objects.filter(pk=dataset_id).exists():
         raise ValueError(f"dataset {dataset_id} does not exist")
@@ -260,5 +266,5 @@ def va_queue_dataset(*, dataset_id: int, source: str, chunk_size: int = 32) -> d
     ids = _dataset_sample_ids(dataset_id=dataset_id, chunk_size=chunk_size)
     chunks = list(_chunks(ids, chunk_size))
     for chunk in chunks:
-        transaction.on_commit(lambda chunk=chunk: va_extract_chunk.delay(chunk, source))
+        va_extract_chunk.delay_on_commit(chunk, source)
     return {"samples": len(ids), "chunks": len(chunks)}

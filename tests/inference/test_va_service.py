@@ -155,6 +155,14 @@ def test_it_copies_dataset_ground_truth_and_reports_samples_without_it(dataset) 
     assert VAEstimate.objects.get(sample=without).status == VAEstimate.Status.ERROR
 
 
+@pytest.mark.parametrize("value", [7.0, float("nan")])
+def test_it_rejects_ground_truth_off_the_minus_one_one_scale(dataset, value: float) -> None:
+    sample = face_sample(dataset, "obama.jpg", gt_valence=value, gt_arousal=0.0)
+    report = va_extract_samples(sample_ids=[sample.pk], source="dataset")
+    assert "outside [-1, 1]" in report["errors"][sample.pk]
+    assert VAEstimate.objects.get(sample=sample).valence is None
+
+
 def test_it_runs_the_facechannel_port_and_records_the_weights_version(dataset, settings) -> None:
     settings.FACECHANNEL_WEIGHTS = str(SYNTHETIC_WEIGHTS)
     samples = [face_sample(dataset, name) for name in ("obama.jpg", "sad-baby.jpeg")]
