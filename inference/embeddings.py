@@ -151,7 +151,8 @@ class Embedder:
     def encode(self, texts: list[str]) -> list[EncodedText]:
         """Encode already-normalized texts; empty ones get no vector without touching the model."""
         results: list[EncodedText | None] = [None] * len(texts)
-        todo = [i for i, text in enumerate(texts) if text.strip()]
+        # Similar lengths in one batch waste less work on padding (the transformer families pad per batch).
+        todo = sorted((i for i, text in enumerate(texts) if text.strip()), key=lambda i: len(texts[i]))
         for i, text in enumerate(texts):
             if not text.strip():
                 results[i] = EncodedText(None, None, "empty text")
