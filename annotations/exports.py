@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -133,6 +134,18 @@ def _aggregate_by_item(pairs: list[tuple[int, int]]) -> dict[int, tuple[int, flo
 
 
 REPORT_COLUMNS = ["subset", "statistic", "subject", "value", "ci_low", "ci_high", "n", "note"]
+
+
+def report_body(*, results: dict[str, Any], html: str, fmt: str) -> str | None:
+    """A stored report as a file body: json (the results), csv (one row per statistic) or html;
+    None when the report has no such form (built without HTML, unknown format)."""
+    if fmt == "json":
+        return json.dumps(results, indent=1, default=str)
+    if fmt == "csv":
+        return csv_render(report_table_rows(results), REPORT_COLUMNS)
+    if fmt == "html" and html:
+        return html
+    return None
 
 
 def report_table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:

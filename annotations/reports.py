@@ -166,8 +166,10 @@ def _analysis(
         else:
             out["out_of_scale"] += 1
     # A rating outside the study's scale cannot enter alpha's value domain; it is counted, not dropped silently.
-    in_scale = [(u, v) for u, v in zip(units, values, strict=True) if domain[0] <= v <= domain[-1]]
-    counts = A.value_counts_from_long(units=[u for u, _ in in_scale], values=[v for _, v in in_scale], domain=domain)
+    keep = [domain[0] <= v <= domain[-1] for v in values]
+    units = [u for u, k in zip(units, keep, strict=True) if k]
+    values = [v for v, k in zip(values, keep, strict=True) if k]
+    counts = A.value_counts_from_long(units=units, values=values, domain=domain)
     out["alpha"] = {}
     for level in params["alpha_levels"]:
         boot = A.alpha_bootstrap(value_counts=counts, domain=domain, level=level, resamples=resamples,
@@ -175,15 +177,11 @@ def _analysis(
         point = A.alpha_compute(value_counts=counts, domain=domain, level=level)
         out["alpha"][level] = {**point.as_dict(), **boot.as_dict()}
     out["split_half"] = {
-        method: A.split_half(units=[u for u, _ in in_scale], values=[v for _, v in in_scale], method=method,
-                             seed=seed).as_dict()
+        method: A.split_half(units=units, values=values, method=method, seed=seed).as_dict()
         for method in ("spearman", "pearson")
     }
-    if in_scale:
-        agg = A.item_aggregates(units=[u for u, _ in in_scale], values=[v for _, v in in_scale])
-        item_mean = {int(u): float(m) for u, m in zip(agg["unit"], agg["mean"], strict=True)}
-    else:
-        item_mean = {}
+    agg = A.item_aggregates(units=units, values=values)
+    item_mean = {int(u): float(m) for u, m in zip(agg["unit"], agg["mean"], strict=True)}
     out["embedders"] = _embedder_correlations(item_mean=item_mean, scores=scores, generations=generations,
                                               params=params)
     out["models"] = _model_means(item_mean=item_mean, generations=generations, params=params)

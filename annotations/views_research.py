@@ -8,7 +8,6 @@ of a user without access 403.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -17,20 +16,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
-from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from annotations.exports import (
-    RATING_COLUMNS,
-    REPORT_COLUMNS,
-    csv_render,
-    report_table_rows,
-    study_item_rows,
-    study_ratings_rows,
-)
+from annotations.exports import RATING_COLUMNS, csv_render, report_body, study_item_rows, study_ratings_rows
 from annotations.models import ApiToken, Report, Study
 from annotations.selectors import user_is_researcher
 from annotations.tasks import study_report_build_task
@@ -89,14 +80,11 @@ def report_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse
 def report_download(request: HttpRequest, slug: str, version: int, fmt: str) -> HttpResponse:
     study = _study_for(request.user, slug)
     report = get_object_or_404(Report, study=study, version=version)
-    name = f"{study.slug}-report-v{report.version}.{fmt}"
-    if fmt == "json":
-        return _attachment(json.dumps(report.results, cls=DjangoJSONEncoder, indent=1), "application/json", name)
-    if fmt == "csv":
-        return _attachment(csv_render(report_table_rows(report.results), REPORT_COLUMNS), "text/csv", name)
-    if fmt == "html" and report.html:
-        return _attachment(report.html, "text/html", name)
-    raise Http404(f"no {fmt} download for this report")
+    body = report_body(results=report.results, html=report.html, fmt=fmt)
+    if body is None:
+        raise Http404(f"no {fmt} download for this report")
+    content_type = {"json": "application/json", "csv": "text/csv", "html": "text/html"}[fmt]
+    return _attachment(body, content_type, f"{study.slug}-report-v{report.version}.{fmt}")
 
 
 @login_required

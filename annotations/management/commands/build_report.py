@@ -1,20 +1,12 @@
 """Build the next report version of a study and optionally write its files."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from annotations.exports import (
-    RATING_COLUMNS,
-    REPORT_COLUMNS,
-    csv_render,
-    report_table_rows,
-    study_item_rows,
-    study_ratings_rows,
-)
+from annotations.exports import RATING_COLUMNS, csv_render, report_body, study_item_rows, study_ratings_rows
 from annotations.models import Study
 from annotations.reports import ReportError, formats_parse, study_report_build
 
@@ -62,13 +54,8 @@ class Command(BaseCommand):
 
     def _write(self, out: Path, study: Study, report: Any, formats: list[str]) -> list[Path]:
         base = f"{study.slug}-report-v{report.version}"
-        files: dict[str, str] = {}
-        if "html" in formats:
-            files[f"{base}.html"] = report.html
-        if "json" in formats:
-            files[f"{base}.json"] = json.dumps(report.results, indent=1)
+        files = {f"{base}.{fmt}": report_body(results=report.results, html=report.html, fmt=fmt) for fmt in formats}
         if "csv" in formats:
-            files[f"{base}.csv"] = csv_render(report_table_rows(report.results), REPORT_COLUMNS)
             files[f"{study.slug}-ratings.csv"] = csv_render(study_ratings_rows(study=study), RATING_COLUMNS)
             rows, columns = study_item_rows(study=study)
             files[f"{study.slug}-items.csv"] = csv_render(rows, columns)
