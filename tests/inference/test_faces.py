@@ -170,3 +170,15 @@ def test_it_crops_inside_the_image() -> None:
     assert faces.face_crop(image, [90, 90, 30, 30]).shape == (10, 10, 3)
     with pytest.raises(ValueError, match="zero size"):
         faces.face_crop(image, [100, 0, 10, 10])
+
+
+def test_it_gives_the_same_boxes_when_threads_share_one_detector() -> None:
+    """The service decodes and detects in a thread pool: each thread must get its own YuNet state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    detector = faces.face_detector_load("yunet")
+    images = [_image(name) for name in ("group.jpeg", "obama.jpg", "astronaut.png", "sad-baby.jpeg")] * 3
+    sequential = [faces.faces_detect(image, detector=detector).boxes for image in images]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda image: faces.faces_detect(image, detector=detector).boxes, images))
+    assert threaded == sequential
