@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+import time
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import transaction
 
 from inference.embeddings import EmbedderUnavailable, embedder_get
 from inference.models import (
@@ -24,6 +26,7 @@ from inference.services.similarity import (
     embedding_memo_clear,
     similarity_by_generation,
     similarity_compute,
+    similarity_queue,
 )
 from inference.tasks.embed import similarity_compute_task
 from tests.inference.test_embeddings import tiny_word_vectors
@@ -217,3 +220,29 @@ def test_it_runs_the_embed_task_and_rejects_bad_task_arguments(words, describe_s
         similarity_compute_task.delay(["1; drop table"], "word").get()
     with pytest.raises(ValueError, match="unknown embedder family"):
         similarity_compute_task.delay([gen.pk], "elmo").get()
+
+
+@pytest.fixture
+def worker_words(tmp_path, settings, monkeypatch) -> None:
+    # The worker reads WORD_VECTORS from its environment, copied when `celery_worker_process` starts it.
+    path = str(tiny_word_vectors(tmp_path))
+    monkeypatch.setenv("WORD_VECTORS", path)
+    settings.WORD_VECTORS = path
+
+
+@pytest.mark.celery_worker
+@pytest.mark.slow
+def test_it_scores_on_a_real_worker_through_the_embed_queue(worker_words, celery_worker_process) -> None:
+    dataset = Dataset.objects.create(name="queued", format="manifest")
+    config = LLMConfig.objects.create(name="tiny-llm", backend="lexicon")
+    prompt = PromptTemplate.objects.create(task="describe", name="describe", text="{valence}")
+    gens = [describe_make((dataset, config, prompt), f"s{i}", "happy person", ["sad person"]) for i in range(3)]
+    with transaction.atomic():
+        sent = similarity_queue(generation_ids=[g.pk for g in gens], families=["word"], chunk_size=2)
+        assert sent == 2
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and Similarity.objects.count() < 3:
+        assert celery_worker_process.poll() is None, "worker died"
+        time.sleep(0.5)
+    assert sorted(Similarity.objects.values_list("cosine", flat=True)) == pytest.approx([0.5, 0.5, 0.5])
+    assert set(Similarity.objects.values_list("embedder_model", flat=True)) == {embedder_get("word").model_id}
