@@ -360,28 +360,40 @@ def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, (xc * yc).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
-def _rowwise_kendall(x: np.ndarray, y: np.ndarray, block: int = 4_000_000) -> np.ndarray:
-    """Kendall's tau-b per row (the variant scipy computes), from pair sign matrices.
+KENDALL_PAIR_MATRIX_MAX_ITEMS = 3000  # three n x n float32 matrices: 108 MB at this size
 
-    O(n^2) per row, so rows go through in blocks that keep the sign tensors near `block` cells;
-    above a few thousand items scipy's O(n log n) per-row routine is cheaper and is used instead.
+
+def _kendall_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b (scipy's variant) of every bootstrap resample x[idx[b]], y[idx[b]].
+
+    A resample only repeats original items, so with w = how often each item was drawn:
+      concordant - discordant = 1/2 w' S w        S_ij = sign(x_i - x_j) * sign(y_i - y_j)
+      pairs tied in x         = 1/2 (w' T w - n)  T_ij = [x_i == x_j] (a repeated item ties itself)
+    Three n x n matrices and one matrix product per block replace an O(n log n) scipy call per
+    resample. Above KENDALL_PAIR_MATRIX_MAX_ITEMS items the matrices get too big and scipy loops.
     """
-    rows, n = x.shape
-    if n > 2000:
-        return np.array([stats.kendalltau(a, b).statistic for a, b in zip(x, y, strict=True)])
-    out = np.empty(rows)
-    step = max(1, block // (n * n))
+    rows, n = idx.shape
+    if n > KENDALL_PAIR_MATRIX_MAX_ITEMS:
+        return np.array([stats.kendalltau(x[i], y[i]).statistic for i in idx])
+    # float32 is exact here: every entry and sum is an integer below 2**24 at this size.
+    sign_x = np.sign(x[:, None] - x[None, :]).astype(np.float32)
+    sign_y = np.sign(y[:, None] - y[None, :]).astype(np.float32)
+    concord = sign_x * sign_y
+    tie_x = (sign_x == 0).astype(np.float32)
+    tie_y = (sign_y == 0).astype(np.float32)
+    w = np.bincount((np.arange(rows)[:, None] * n + idx).ravel(), minlength=rows * n).reshape(rows, n)
+    w = w.astype(np.float32)
     pairs = n * (n - 1) / 2
-    for start in range(0, rows, step):
-        sx = np.sign(x[start:start + step, :, None] - x[start:start + step, None, :]).astype(np.int8)
-        sy = np.sign(y[start:start + step, :, None] - y[start:start + step, None, :]).astype(np.int8)
-        concordance = (sx * sy).sum(axis=(1, 2), dtype=np.int64) / 2
-        ties_x = ((sx == 0).sum(axis=(1, 2)) - n) / 2
-        ties_y = ((sy == 0).sum(axis=(1, 2)) - n) / 2
-        denom = np.sqrt((pairs - ties_x) * (pairs - ties_y))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:start + step] = np.where(denom > 0, concordance / np.where(denom > 0, denom, 1.0), np.nan)
-    return out
+
+    def quad(matrix: np.ndarray) -> np.ndarray:
+        return ((w @ matrix) * w).sum(axis=1, dtype=np.float64)
+
+    score = quad(concord) / 2
+    ties_x = (quad(tie_x) - n) / 2
+    ties_y = (quad(tie_y) - n) / 2
+    denom = np.sqrt((pairs - ties_x) * (pairs - ties_y))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, score / np.where(denom > 0, denom, 1.0), np.nan)
 
 
 def _point_correlation(method: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -407,7 +419,7 @@ def correlation_bootstrap(
     """Correlation between paired per-item scores with a percentile bootstrap CI over items.
 
     All three are computed for a block of resamples at once: Pearson row-wise, Spearman as Pearson
-    on per-row ranks, Kendall's tau-b from pair sign matrices (`_rowwise_kendall`).
+    on per-row ranks, Kendall's tau-b from pair matrices weighted by draw counts (`_kendall_resampled`).
     """
     if method not in CORRELATION_METHODS:
         raise AgreementInputError(f"unknown correlation {method!r}; choose one of {', '.join(CORRELATION_METHODS)}")
@@ -428,10 +440,10 @@ def correlation_bootstrap(
     for start in range(0, resamples, chunk):
         stop = min(start + chunk, resamples)
         idx = rng.integers(0, n, size=(stop - start, n))
-        bx, by = xa[idx], ya[idx]
         if method == "kendall":
-            boot[start:stop] = _rowwise_kendall(bx, by)
+            boot[start:stop] = _kendall_resampled(xa, ya, idx)
         else:
+            bx, by = xa[idx], ya[idx]
             if method == "spearman":
                 bx, by = stats.rankdata(bx, axis=1), stats.rankdata(by, axis=1)
             boot[start:stop] = _rowwise_pearson(bx, by)
