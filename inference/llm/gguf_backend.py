@@ -7,6 +7,7 @@ few threads; the network backends are the ones that profit from concurrency.
 """
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import threading
 from pathlib import Path
@@ -57,8 +58,18 @@ def _llama(path: str, n_ctx: int, n_threads: int | None) -> Any:
                 raise ImproperlyConfigured(
                     "the gguf backend needs llama-cpp-python (see DESIGN.md for the CMAKE_ARGS this CPU needs)"
                 ) from exc
+            if not _models:
+                atexit.register(_models_close)
             _models[key] = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
         return _models[key]
+
+
+def _models_close() -> None:
+    # Freed while the interpreter is still whole: llama-cpp's own __del__ at shutdown finds its
+    # C bindings already torn down and prints a TypeError traceback.
+    for llama in _models.values():
+        llama.close()
+    _models.clear()
 
 
 class GGUFBackend:
