@@ -25,7 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -304,6 +304,10 @@ def batch_chunk_run(*, chunk_id: int) -> ChunkOutcome:
         time.sleep(delay * len(item_ids))
     try:
         errors = _reply_errors(_stage_call(chunk.stage, item_ids, chunk.params), item_ids)
+    except (OperationalError, InterfaceError):
+        # The database went away: nothing about the items is known, so none is failed. The chunk stays
+        # running and the reaper re-queues it after BATCH_CHUNK_TIMEOUT.
+        raise
     except Exception as exc:  # noqa: BLE001 - one chunk's failure (missing model, bad reply) must not stop the batch
         logger.exception("batch %s chunk %s (%s) failed", chunk.batch_id, chunk.pk, chunk.key)
         message = f"{type(exc).__name__}: {exc}"

@@ -12,6 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import OperationalError
 from django.utils import timezone
 
 from inference.models import (
@@ -59,6 +60,10 @@ def generate_echo(*, va_estimate_ids: list[int], config_id: int, prompt_id: int)
         Generation.objects.update_or_create(va_estimate=va, config_id=config_id, prompt=prompt, defaults={
             "task": prompt.task, "text": f"valence {va.valence:.2f}"})
     return {"done": len(va_estimate_ids), "failed": 0, "errors": {}}
+
+
+def database_gone(**kwargs: object) -> dict:
+    raise OperationalError("server closed the connection unexpectedly")
 
 
 def reply_garbage(**kwargs: object) -> object:
@@ -226,6 +231,21 @@ def test_it_fails_the_chunk_on_a_malformed_stage_reply(dataset, monkeypatch) -> 
     outcome = batch_chunk_run(chunk_id=batch.chunks.first().pk)
     assert (outcome.done, outcome.failed) == (0, 2)
     assert "not a dict" in next(iter(batch.chunks.first().errors.values()))
+
+
+def test_it_leaves_the_chunk_to_the_reaper_when_the_database_goes_away(dataset, monkeypatch) -> None:
+    monkeypatch.setitem(batches.STAGE_SERVICES, "va", f"{__name__}:database_gone")
+    batch = _queue(dataset)
+    chunk = batch.chunks.first()
+    with pytest.raises(OperationalError):
+        batch_chunk_run(chunk_id=chunk.pk)
+    chunk.refresh_from_db()
+    batch.refresh_from_db()
+    assert (chunk.status, chunk.failed, chunk.errors, batch.failed) == ("running", 0, {}, 0)  # nothing blamed on items
+
+
+def test_it_does_nothing_for_an_unknown_chunk_id(db) -> None:
+    assert batch_chunk_run(chunk_id=987654).ran is False
 
 
 def test_it_names_a_stage_service_that_is_not_installed(dataset, monkeypatch) -> None:
