@@ -2,8 +2,9 @@
 
 generation_run        one item: render the prompt, call the backend with retries/backoff under the
                       config's rate limit, parse strictly, upsert the Generation row.
-generations_run_many  a chunk: the items in a pool of threads (the calls wait on the network, so a
-                      worker process runs many at once); never raises for one bad item.
+generations_run_many  a chunk: the model calls in a pool of threads (they wait on the network, so a
+                      worker process runs many at once; only the calling thread uses the database);
+                      never raises for one bad item.
 generations_run_dataset  every usable VA estimate of a dataset, chunk by chunk (the `generate` command).
 
 Cache rule: a row in any final state (ok, unparseable, flagged) is returned without calling the model
@@ -14,14 +15,11 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
-
-from django.db import connection
 
 from inference.llm import Backend, LLMError, LLMReply, LLMRequest, TransientLLMError, backend_for
 from inference.llm.parsing import categorization_parse, description_check
@@ -198,6 +196,15 @@ def _outcome_fields(*, request: LLMRequest, outcome: CallOutcome) -> dict[str, A
     return {**fields, "status": checked.status, "text": checked.text, "flag_reason": checked.reason[:300]}
 
 
+def _store(*, va: VAEstimate, config: LLMConfig, prompt: PromptTemplate, request: LLMRequest,
+           outcome: CallOutcome) -> Generation:
+    # Written after the call, outside any transaction: a slow model must not hold a database lock.
+    generation, _ = Generation.objects.update_or_create(
+        va_estimate=va, config=config, prompt=prompt, defaults=_outcome_fields(request=request, outcome=outcome),
+    )
+    return generation
+
+
 def generation_run(*, va_estimate_id: int, config_id: int, prompt_id: int) -> Generation:
     """Generate (or reuse) the answer for one VA estimate. Raises GenerationInvalid / GenerationSkipped /
     ImproperlyConfigured (missing model) before any row is written; a failed call is an `error` row."""
@@ -208,41 +215,11 @@ def generation_run(*, va_estimate_id: int, config_id: int, prompt_id: int) -> Ge
     cached = Generation.objects.filter(va_estimate=va, config=config, prompt=prompt).first()
     if cached is not None and cached.status != Generation.Status.ERROR:
         return cached
-    backend = backend_for(config)
-    outcome = _complete_with_retries(backend=backend, config=config, request=request)
-    # Written after the call, outside any transaction: a slow model must not hold a database lock.
-    generation, _ = Generation.objects.update_or_create(
-        va_estimate=va, config=config, prompt=prompt, defaults=_outcome_fields(request=request, outcome=outcome),
-    )
-    return generation
+    outcome = _complete_with_retries(backend=backend_for(config), config=config, request=request)
+    return _store(va=va, config=config, prompt=prompt, request=request, outcome=outcome)
 
 
 # --- many -----------------------------------------------------------------------------------------
-
-
-def _thread_pool_run(*, items: list[int], concurrency: int, work: Callable[[int], None]) -> None:
-    """Run `work` over items on `concurrency` threads, each closing its own database connection at the
-    end (Django opens one per thread; a pool that forgot them would leak a connection per thread)."""
-    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for item in items:
-        todo.put(item)
-
-    def worker() -> None:
-        try:
-            while True:
-                try:
-                    item = todo.get_nowait()
-                except queue.Empty:
-                    return
-                work(item)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, name=f"llm-{i}", daemon=True) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def generations_run_many(*, va_estimate_ids: list[int], config_id: int, prompt_id: int,
@@ -252,6 +229,10 @@ def generations_run_many(*, va_estimate_ids: list[int], config_id: int, prompt_i
     Returns {"done": n, "failed": n, "errors": {va_estimate_id: message}, "skipped": {va_estimate_id: reason},
     "statuses": {status: n}}. Skipped estimates (no face) are neither done nor failed. A config or prompt
     that cannot work at all (unknown id, missing model file) raises: every item would fail the same way.
+
+    Only the calling thread touches the database (reads before, upserts as calls finish); the pool threads
+    make model calls and nothing else. So a chunk holds one database connection at any concurrency, and
+    the rows it reads are the caller's (a transaction it is in is visible to the whole chunk).
     """
     if not isinstance(va_estimate_ids, list) or any(isinstance(i, bool) or not isinstance(i, int)
                                                     for i in va_estimate_ids):
@@ -260,40 +241,63 @@ def generations_run_many(*, va_estimate_ids: list[int], config_id: int, prompt_i
         raise GenerationInvalid(f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
     config = _load(LLMConfig, config_id, "LLM config")
     prompt = _load(PromptTemplate, prompt_id, "prompt")
-    backend_for(config)  # fail fast (and once) on a missing model or a bad backend setting
+    backend = backend_for(config)  # fail fast (and once) on a missing model or a bad backend setting
     if config.backend in (LLMConfig.Backend.GGUF, LLMConfig.Backend.LEXICON):
         # CPU-bound in this process (the gguf calls are serialised anyway): threads would add nothing.
         concurrency = 1
     report: dict[str, Any] = {"done": 0, "failed": 0, "errors": {}, "skipped": {}, "statuses": {}}
-    lock = threading.Lock()
 
-    def one(va_estimate_id: int) -> None:
-        try:
-            generation = generation_run(va_estimate_id=va_estimate_id, config_id=config.pk, prompt_id=prompt.pk)
-        except GenerationSkipped as exc:
-            with lock:
-                report["skipped"][va_estimate_id] = str(exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - one bad item is reported, the chunk goes on
-            logger.warning("generation for VA estimate %s failed: %s", va_estimate_id, exc)
-            with lock:
-                report["failed"] += 1
-                report["errors"][va_estimate_id] = f"{type(exc).__name__}: {exc}"
-            return
-        with lock:
-            report["statuses"][generation.status] = report["statuses"].get(generation.status, 0) + 1
-            if generation.status == Generation.Status.ERROR:
-                report["failed"] += 1
-                report["errors"][va_estimate_id] = generation.error or "the model call failed"
-            else:
-                report["done"] += 1
+    def count(va_estimate_id: int, generation: Generation) -> None:
+        report["statuses"][generation.status] = report["statuses"].get(generation.status, 0) + 1
+        if generation.status == Generation.Status.ERROR:
+            report["failed"] += 1
+            report["errors"][va_estimate_id] = generation.error or "the model call failed"
+        else:
+            report["done"] += 1
 
     ids = list(dict.fromkeys(va_estimate_ids))
-    if concurrency == 1 or len(ids) <= 1:
-        for va_estimate_id in ids:
-            one(va_estimate_id)
-    else:
-        _thread_pool_run(items=ids, concurrency=min(concurrency, len(ids)), work=one)
+    estimates = VAEstimate.objects.in_bulk(ids)
+    cached = {g.va_estimate_id: g for g in Generation.objects.filter(va_estimate_id__in=ids, config=config,
+                                                                       prompt=prompt)
+              .exclude(status=Generation.Status.ERROR)}
+    todo: list[tuple[VAEstimate, LLMRequest]] = []
+    for va_estimate_id in ids:
+        va = estimates.get(va_estimate_id)
+        try:
+            if va is None:
+                raise GenerationInvalid(f"VA estimate {va_estimate_id} does not exist")
+            request = generation_request(va=va, config=config, prompt=prompt)
+        except GenerationSkipped as exc:
+            report["skipped"][va_estimate_id] = str(exc)
+            continue
+        except GenerationInvalid as exc:
+            report["failed"] += 1
+            report["errors"][va_estimate_id] = str(exc)
+            continue
+        if va_estimate_id in cached:
+            count(va_estimate_id, cached[va_estimate_id])
+        else:
+            todo.append((va, request))
+
+    def store(va: VAEstimate, request: LLMRequest, outcome: CallOutcome) -> None:
+        try:
+            count(va.pk, _store(va=va, config=config, prompt=prompt, request=request, outcome=outcome))
+        except Exception as exc:  # noqa: BLE001 - e.g. the VA row was deleted meanwhile; report, go on
+            logger.warning("storing the generation for VA estimate %s failed: %s", va.pk, exc)
+            report["failed"] += 1
+            report["errors"][va.pk] = f"{type(exc).__name__}: {exc}"
+
+    if concurrency == 1 or len(todo) <= 1:
+        for va, request in todo:
+            store(va, request, _complete_with_retries(backend=backend, config=config, request=request))
+        return report
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(todo)), thread_name_prefix="llm") as pool:
+        futures = {pool.submit(_complete_with_retries, backend=backend, config=config, request=request): (va, request)
+                   for va, request in todo}
+        for future in as_completed(futures):
+            va, request = futures[future]
+            # _complete_with_retries turns every exception into an outcome, so result() does not raise.
+            store(va, request, future.result())
     return report
 
 
