@@ -40,11 +40,14 @@ def item_order_key(*, seed: int, item_id: int) -> bytes:
     return hashlib.blake2b(f"{seed}:{item_id}".encode(), digest_size=8).digest()
 
 
-def assignments_expire(*, study: Study, now: datetime | None = None) -> int:
-    """Mark abandoned assignments expired; their slots already stopped counting at `expires_at`."""
-    now = now or timezone.now()
+def assignments_expire(*, annotator: Annotator, now: datetime | None = None) -> int:
+    """Mark the annotator's abandoned assignments expired, so the item can be revived for them.
+
+    Other annotators' slots need no write: a live slot is defined by `expires_at`, so an abandoned
+    assignment stops counting at that moment whether or not its status was updated.
+    """
     return Assignment.objects.filter(
-        item__study=study, status=Assignment.Status.ACTIVE, expires_at__lte=now
+        annotator=annotator, status=Assignment.Status.ACTIVE, expires_at__lte=now or timezone.now()
     ).update(status=Assignment.Status.EXPIRED)
 
 
@@ -125,7 +128,7 @@ def assignment_next(*, annotator: Annotator) -> Assignment | None:
     """The annotator's current assignment, or a newly claimed one; None when nothing is left for them."""
     if annotator.consented_at is None:
         raise AnnotatorNotReady("the annotator has not consented yet")
-    assignments_expire(study=annotator.study)
+    assignments_expire(annotator=annotator)
     for attempt in range(ATTEMPTS):
         saw_locked = False
         with transaction.atomic():

@@ -60,6 +60,8 @@ def _token_parse(token: object) -> uuid.UUID:
 
 def annotator_exclusion_apply(*, annotator: Annotator, study: Study, check_failed: bool, now: datetime) -> bool:
     """Count a failed check, apply the study's exclusion rules; return True when the session must end."""
+    if not check_failed and study.min_median_seconds <= 0:
+        return False  # no rule can newly apply; skip the reads on the hot path of every submit
     if check_failed:
         Annotator.objects.filter(pk=annotator.pk).update(failed_checks=F("failed_checks") + 1)
     annotator.refresh_from_db(fields=["failed_checks", "excluded", "exclusion_reason", "completed_at"])

@@ -74,6 +74,8 @@ def test_it_returns_expired_assignments_to_the_pool(study, join_annotator) -> No
     Assignment.objects.filter(pk=held[0].pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     ben_items = rate_all(ben)
     assert held[0].item_id in ben_items
+    assert assignment_current(annotator=anna) is None
+    assert held[0].item_id not in rate_all(anna)  # k = 1 and ben holds the slot now
     assert Assignment.objects.get(pk=held[0].pk).status == Assignment.Status.EXPIRED
 
 
