@@ -473,6 +473,9 @@ def experiment_tables_build(*, dataset_id: int, va_source: str, config_ids: list
     if classification["labelled_samples"] < dataset.samples.count():
         notes.append(f"{dataset.samples.count() - classification['labelled_samples']} sample(s) have no label "
                      f"in the label set and are left out of classification")
+    if not va_rows:
+        notes.append(f"VA sources with values on this dataset: {', '.join(sorted(va_points)) or 'none'}; "
+                     f"the VA comparison needs two (e.g. ground truth and facechannel or expression)")
     meta = {
         "dataset": dataset.name, "multilabel": dataset.multilabel, "label_set": dataset.label_set,
         "samples": dataset.samples.count(), "labelled_samples": classification["labelled_samples"],

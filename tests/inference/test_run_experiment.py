@@ -156,6 +156,7 @@ def test_it_runs_every_missing_stage_with_the_lexicon_baseline(tmp_path, setting
                                                status="ok").count()
     [row] = [r for r in read_csv(tmp_path / "a" / "accuracy.csv") if r["config"] == "lexicon-warriner"]
     assert row["n"] == "4" and row["accuracy"] != ""
+    assert "the VA comparison needs two" in (tmp_path / "a" / "summary.md").read_text()  # only ground truth here
     counts = (Generation.objects.count(), Similarity.objects.count())
     second = StringIO()
     call_command(*args, "--out", str(tmp_path / "b"), stdout=second, stderr=StringIO())
