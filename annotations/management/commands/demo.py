@@ -1,0 +1,130 @@
+"""`python manage.py demo`: the whole pipeline on the sample faces, a demo study and demo accounts.
+
+Lives in `annotations` because it creates a study (annotations may import inference, never the reverse).
+Safe to re-run: every stage reuses what exists.
+"""
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+DEMO_DATASET = "demo-faces"
+DEMO_STUDY = "demo-study"
+DEMO_PASSWORD = "affect-eval-demo"
+EMBEDDERS = ("word", "bert", "sentence")
+
+
+class Command(BaseCommand):
+    help = ("Run the demo: import the sample faces, extract VA, generate descriptions and categories with "
+            "the offline models, compute similarity with all embedders, create a demo study and accounts.")
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--manifest", default=None,
+                            help="Manifest to import (default: ASSETS_DIR/faces/demo-manifest.csv).")
+        parser.add_argument("--skip-llm", action="store_true",
+                            help="Skip the local GGUF model (only the lexicon baseline generates).")
+        parser.add_argument("--raters", type=int, default=3, help="k raters per item in the demo study.")
+
+    def handle(self, *args, manifest: str | None, skip_llm: bool, raters: int, **options) -> None:
+        from inference.models import Batch, Dataset, LLMConfig, PromptTemplate
+        from inference.services.batches import BatchInvalid, batch_progress, batch_queue
+        from inference.services.imports import ImportFailed, dataset_import
+        from inference.services.llm import llm_config_defaults_ensure, prompt_defaults_ensure
+
+        say = self.stdout.write
+        call_command("migrate", verbosity=0)
+
+        path = Path(manifest) if manifest else Path(settings.ASSETS_DIR) / "faces" / "demo-manifest.csv"
+        if not path.exists():
+            raise CommandError(f"demo manifest not found at {path} (set ASSETS_DIR or pass --manifest)")
+        try:
+            report = dataset_import(path=path, name=DEMO_DATASET, fmt="manifest")
+        except ImportFailed as exc:
+            raise CommandError(str(exc)) from exc
+        say(f"[1/4] import: {report.summary()}")
+        dataset = Dataset.objects.get(name=DEMO_DATASET)
+
+        if settings.FACECHANNEL_WEIGHTS:
+            source = "facechannel"
+            say(f"[2/4] VA source: FaceChannel, weights {settings.FACECHANNEL_WEIGHTS}")
+        else:
+            source = "expression"
+            say("[2/4] VA source: FACECHANNEL_WEIGHTS is not set, so VA is DERIVED from the FER2013 "
+                "mini-Xception expression classifier (source 'expression'), not FaceChannel.")
+        prompt_defaults_ensure()
+        llm_config_defaults_ensure()
+        configs = ["lexicon-warriner"] + ([] if skip_llm else ["smollm2-gguf"])
+        prompts = [PromptTemplate.objects.filter(name=name).order_by("-version").first()
+                   for name in ("describe", "categorize-basic")]
+        say(f"      batch: va → generate ({', '.join(configs)} × describe, categorize-basic) → "
+            f"similarity ({', '.join(EMBEDDERS)}); results already computed are reused")
+        try:
+            batch = batch_queue(dataset=dataset, stages=["va", "generate", "similarity"], va_source=source,
+                                configs=list(LLMConfig.objects.filter(name__in=configs)), prompts=prompts,
+                                embedders=list(EMBEDDERS))
+        except BatchInvalid as exc:
+            raise CommandError(str(exc)) from exc
+        batch = self._wait(batch, Batch)
+        for stage in batch_progress(batch=batch)["stages"]:
+            say(f"      {stage['stage']}: {stage['done']} done, {stage['failed']} failed")
+        if batch.status != Batch.Status.SUCCEEDED:
+            say(f"      batch {batch.pk} {batch.status}: {batch.error} (details on /pipeline/batches/{batch.pk}/)")
+
+        accounts = self._accounts()
+        say("[3/4] accounts (password for all: %s): %s" % (DEMO_PASSWORD, ", ".join(accounts)))
+
+        study = self._study(dataset=dataset, configs=configs, raters=raters)
+        say(f"[4/4] study {study.slug!r}: {study.items.count()} items, k={study.raters_per_item}")
+        say("")
+        say("Open http://127.0.0.1:8000/ —")
+        say("  annotators: log in as demo-annotator-1 (…-3), or join as a crowd worker:")
+        say(f"    http://127.0.0.1:8000/s/{study.slug}/join?PROLIFIC_PID=demo-worker-1&STUDY_ID=demo&SESSION_ID=s1")
+        say(f"  researcher: demo-researcher → http://127.0.0.1:8000/studies/{study.slug}/manage/")
+        say("  admin:      demo-admin → http://127.0.0.1:8000/admin/ (batches: /pipeline/batches/)")
+
+    def _wait(self, batch, batch_model, timeout_s: float = 3600):
+        """Eager Celery has finished already; with real workers, poll the row until it settles."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch.refresh_from_db()
+            if batch.status not in (batch_model.Status.QUEUED, batch_model.Status.RUNNING):
+                return batch
+            if time.monotonic() > deadline:
+                raise CommandError(f"batch {batch.pk} still {batch.status} after {timeout_s:.0f} s; "
+                                   "are the Celery workers running?")
+            time.sleep(1)
+
+    def _accounts(self) -> list[str]:
+        from django.contrib.auth.models import Group, User
+
+        from annotations.models import RESEARCHER_GROUP
+
+        names = []
+        admin, created = User.objects.get_or_create(username="demo-admin",
+                                                    defaults={"is_staff": True, "is_superuser": True})
+        researcher, _ = User.objects.get_or_create(username="demo-researcher", defaults={"is_staff": True})
+        researcher.groups.add(Group.objects.get_or_create(name=RESEARCHER_GROUP)[0])
+        users = [admin, researcher]
+        for i in range(1, 4):
+            users.append(User.objects.get_or_create(username=f"demo-annotator-{i}")[0])
+        for user in users:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            names.append(user.username)
+        return names
+
+    def _study(self, *, dataset, configs: list[str], raters: int):
+        from annotations.models import Study
+        from annotations.services.studies import study_create
+
+        existing = Study.objects.filter(slug=DEMO_STUDY).first()
+        if existing:
+            return existing
+        return study_create(name="Demo: do descriptions match the face?", slug=DEMO_STUDY, dataset=dataset,
+                            config_names=configs, prompt_names=["describe"], k=raters, open_now=True)
