@@ -75,7 +75,7 @@ class Command(BaseCommand):
             say(f"      batch {batch.pk} {batch.status}: {batch.error} (details on /pipeline/batches/{batch.pk}/)")
 
         accounts = self._accounts()
-        say("[3/4] accounts (password for all: %s): %s" % (DEMO_PASSWORD, ", ".join(accounts)))
+        say(f"[3/4] accounts (password for all: {DEMO_PASSWORD}): {', '.join(accounts)}")
 
         study = self._study(dataset=dataset, configs=configs, raters=raters)
         say(f"[4/4] study {study.slug!r}: {study.items.count()} items, k={study.raters_per_item}")
