@@ -44,6 +44,9 @@ def browser_session(live_server, researcher: User, monkeypatch):
                 if msg.type == "error" and not msg.location.get("url", "").endswith("/favicon.ico") else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         yield page, errors
+        # Closing the context first ends Chromium's keep-alive sockets, so the live server's request
+        # threads finish and release their database connections before the test database is dropped.
+        context.close()
         browser.close()
 
 
