@@ -157,7 +157,8 @@ def join(base: str, worker: str) -> httpx.Client:
 
 
 class Pacer:
-    """Hands out send times at a fixed rate; threads that fall behind send at once (the lag is reported)."""
+    """Hands out send times at a fixed rate until the duration ends; threads that fall behind send at
+    once (the lag is reported), and nothing is sent after the end, so a slow server shortens the run."""
 
     def __init__(self, rate: float, duration: float, cap: int) -> None:
         self.interval, self.cap, self.issued = 1.0 / rate, cap, 0
@@ -167,8 +168,8 @@ class Pacer:
 
     def next_slot(self) -> float | None:
         with self.lock:
-            if self.issued >= self.cap:
-                return None
+            if self.issued >= self.cap or time.perf_counter() >= self.end:
+                return None  # bounded in time even when the server falls behind the schedule
             slot = self.start + self.issued * self.interval
             if slot >= self.end:
                 return None
