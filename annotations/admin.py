@@ -12,6 +12,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from inference.admin import ReadOnlyAdmin
 from inference.models import Generation, LLMConfig, PromptTemplate
 
 from .models import Annotator, ApiToken, Assignment, Item, Rating, Report, Study
@@ -140,14 +141,6 @@ class AnnotatorAdmin(admin.ModelAdmin):
     list_filter = ["platform", "excluded", "study"]
     search_fields = ["external_id", "external_session"]
     readonly_fields = ["order_seed", "consented_at", "completed_at", "failed_checks", "created_at"]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Assignment)
