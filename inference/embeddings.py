@@ -326,6 +326,13 @@ def embedder_families_parse(raw: str | list[str]) -> list[str]:
     return families
 
 
+def embedder_family_check(family: object) -> str:
+    """One family name (task argument, service argument), or ValueError saying what is allowed."""
+    if not isinstance(family, str) or family not in EMBEDDER_CLASSES:
+        raise ValueError(f"unknown embedder family {family!r} (choose one of {', '.join(FAMILIES)})")
+    return family
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float | None:
     """Cosine similarity; None when a vector has zero norm (undefined, not 0)."""
     norm = float(np.linalg.norm(a) * np.linalg.norm(b))

@@ -152,8 +152,9 @@ def _estimates(dataset_id: int, source: str, sha: str | None) -> dict[int, VAEst
 def _stage_va(spec: ExperimentSpec, log: Callable[[str], None]) -> dict[str, Any]:
     from inference.services.va import va_extract_samples
 
+    # An `error` row (e.g. an unreadable image fixed since) is tried again; ok and no_face are results.
     have = set(VAEstimate.objects.filter(sample__dataset=spec.dataset, source=spec.va_source)
-               .values_list("sample_id", flat=True))
+               .exclude(status=VAEstimate.Status.ERROR).values_list("sample_id", flat=True))
     missing = list(spec.dataset.samples.exclude(pk__in=have).order_by("pk").values_list("pk", flat=True))
     report: dict[str, Any] = {"reused": len(have), "computed": 0, "failed": 0}
     for start in range(0, len(missing), VA_CHUNK_SIZE):
@@ -165,11 +166,12 @@ def _stage_va(spec: ExperimentSpec, log: Callable[[str], None]) -> dict[str, Any
 
 
 def _stage_generate(spec: ExperimentSpec, va_ids: list[int], log: Callable[[str], None]) -> dict[str, Any]:
-    report: dict[str, Any] = {"reused": 0, "computed": 0}
+    report: dict[str, Any] = {"reused": 0, "computed": 0, "failed": 0}
     for config in spec.configs:
         for prompt in spec.prompts:
+            # A failed call (`error`) is retried, as the LLM stage does; every other status is an answer.
             done = set(Generation.objects.filter(config=config, prompt=prompt, va_estimate_id__in=va_ids)
-                       .values_list("va_estimate_id", flat=True))
+                       .exclude(status=Generation.Status.ERROR).values_list("va_estimate_id", flat=True))
             missing = [i for i in va_ids if i not in done]
             report["reused"] += len(done)
             if not missing:
@@ -177,10 +179,10 @@ def _stage_generate(spec: ExperimentSpec, va_ids: list[int], log: Callable[[str]
             # Imported only when something must be generated: a fully cached re-run needs no LLM stack.
             from inference.services.llm import generations_run_many
 
-            generations_run_many(va_estimate_ids=missing, config_id=config.pk, prompt_id=prompt.pk)
-            report["computed"] += Generation.objects.filter(config=config, prompt=prompt,
-                                                            va_estimate_id__in=missing).count()
-    log(f"generation: {report['reused']} reused, {report['computed']} computed")
+            part = generations_run_many(va_estimate_ids=missing, config_id=config.pk, prompt_id=prompt.pk)
+            report["computed"] += part["done"]
+            report["failed"] += part["failed"]
+    log(f"generation: {report['reused']} reused, {report['computed']} computed, {report['failed']} failed")
     return report
 
 

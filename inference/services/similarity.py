@@ -19,6 +19,7 @@ from inference.embeddings import (
     EncodedText,
     cosine,
     embedder_families_parse,
+    embedder_family_check,
     embedder_get,
     text_is_mostly_non_latin,
     text_normalize,
@@ -124,7 +125,7 @@ def similarity_compute(*, generation_ids: list[int], family: str) -> dict:
     that cannot be scored (not a description, not OK, no references) is reported, the rest go on.
     A missing checkpoint raises `EmbedderUnavailable` (the whole chunk cannot run).
     """
-    [family] = embedder_families_parse([family])
+    family = embedder_family_check(family)
     embedder = embedder_get(family)
     generations = {g.pk: g for g in Generation.objects.filter(pk__in=generation_ids)
                    .select_related("va_estimate__sample")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import DatabaseError
 
-from inference.embeddings import embedder_families_parse
+from inference.embeddings import embedder_family_check
 from inference.services.similarity import similarity_compute
 
 
@@ -24,5 +24,5 @@ def similarity_compute_task(self, generation_ids: list[int], family: str) -> dic
         isinstance(gid, int) and not isinstance(gid, bool) for gid in generation_ids
     ):
         raise ValueError(f"generation_ids must be a list of integers, got {generation_ids!r}")
-    [family] = embedder_families_parse([family])
+    family = embedder_family_check(family)
     return similarity_compute(generation_ids=generation_ids, family=family)

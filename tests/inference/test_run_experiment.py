@@ -130,7 +130,7 @@ def test_it_reuses_every_stored_result_on_a_second_run(study, tmp_path) -> None:
     output = run(tmp_path / "second")
     assert [m.objects.count() for m in (VAEstimate, Generation, Similarity, Embedding)] == counts
     assert "VA (dataset): 4 reused, 0 computed" in output
-    assert "generation: 16 reused, 0 computed" in output
+    assert "generation: 16 reused, 0 computed, 0 failed" in output
     assert "similarity (word): 8 reused, 0 computed" in output
     assert (tmp_path / "first" / "accuracy.csv").read_text() == (tmp_path / "second" / "accuracy.csv").read_text()
 
@@ -148,7 +148,7 @@ def test_it_runs_every_missing_stage_with_the_lexicon_baseline(tmp_path, setting
     first = StringIO()
     call_command(*args, "--out", str(tmp_path / "a"), stdout=first, stderr=StringIO())
     assert "VA (dataset): 0 reused, 4 computed, 0 failed" in first.getvalue()
-    assert "generation: 0 reused, 8 computed" in first.getvalue()
+    assert "generation: 0 reused, 8 computed, 0 failed" in first.getvalue()
     assert VAEstimate.objects.filter(sample__dataset=dataset, source="dataset").count() == 4
     assert Generation.objects.filter(va_estimate__sample__dataset=dataset).count() == 8
     scored = Similarity.objects.filter(generation__va_estimate__sample__dataset=dataset).count()
@@ -161,7 +161,15 @@ def test_it_runs_every_missing_stage_with_the_lexicon_baseline(tmp_path, setting
     second = StringIO()
     call_command(*args, "--out", str(tmp_path / "b"), stdout=second, stderr=StringIO())
     assert (Generation.objects.count(), Similarity.objects.count()) == counts
-    assert "generation: 8 reused, 0 computed" in second.getvalue()
+    assert "generation: 8 reused, 0 computed, 0 failed" in second.getvalue()
+    # A failed call is retried on the next run (in place: same row), an answer never is.
+    failed = Generation.objects.filter(va_estimate__sample__dataset=dataset, task="categorize").first()
+    Generation.objects.filter(pk=failed.pk).update(status="error", error="HTTP 503")
+    third = StringIO()
+    call_command(*args, "--out", str(tmp_path / "c"), stdout=third, stderr=StringIO())
+    assert "generation: 7 reused, 1 computed, 0 failed" in third.getvalue()
+    failed.refresh_from_db()
+    assert failed.status != "error" and Generation.objects.count() == counts[0]
 
 
 def test_it_says_which_checkpoint_produced_bert_scores(study) -> None:
