@@ -45,6 +45,7 @@ class ClassScore:
     f1: float | None
     support: int
     predicted: int
+    hits: int  # true positives
 
 
 def _prf(tp: int, fp: int, fn: int) -> tuple[float | None, float | None, float | None]:
@@ -62,7 +63,7 @@ def per_class_scores(y_true: Sequence[str], y_pred: Sequence[str | None],
         predicted = sum(p == label for p in y_pred)
         support = sum(t == label for t in y_true)
         precision, recall, f1 = _prf(tp, predicted - tp, support - tp)
-        scores.append(ClassScore(label, precision, recall, f1, support, predicted))
+        scores.append(ClassScore(label, precision, recall, f1, support, predicted, tp))
     return scores
 
 
@@ -153,21 +154,30 @@ def jaccard_mean(true_sets: Sequence[Collection[str]], pred_sets: Sequence[Colle
     return _ratio(sum(scores), len(scores))
 
 
-def multilabel_f1(true_sets: Sequence[Collection[str]], pred_sets: Sequence[Collection[str] | None],
-                  labels: Sequence[str]) -> dict[str, float | None]:
-    """Micro F1 (pooled TP/FP/FN over all labels) and macro F1 (mean of per-label F1 where defined)."""
+def multilabel_per_label(true_sets: Sequence[Collection[str]], pred_sets: Sequence[Collection[str] | None],
+                         labels: Sequence[str]) -> list[ClassScore]:
+    """Each label as its own binary task (present or not per sample)."""
     _check_lengths(true_sets, pred_sets)
     truth = _as_sets(true_sets)
     preds = [p or frozenset() for p in _as_sets(pred_sets)]
-    totals = [0, 0, 0]
-    per_label = []
+    scores = []
     for label in labels:
         tp = sum(label in t and label in p for t, p in zip(truth, preds, strict=True))
-        fp = sum(label not in t and label in p for t, p in zip(truth, preds, strict=True))
-        fn = sum(label in t and label not in p for t, p in zip(truth, preds, strict=True))
-        totals = [totals[0] + tp, totals[1] + fp, totals[2] + fn]
-        per_label.append(_prf(tp, fp, fn)[2])
-    return {"micro": _prf(*totals)[2], "macro": _mean_defined(per_label)}
+        predicted = sum(label in p for p in preds)
+        support = sum(label in t for t in truth)
+        precision, recall, f1 = _prf(tp, predicted - tp, support - tp)
+        scores.append(ClassScore(label, precision, recall, f1, support, predicted, tp))
+    return scores
+
+
+def multilabel_f1(true_sets: Sequence[Collection[str]], pred_sets: Sequence[Collection[str] | None],
+                  labels: Sequence[str]) -> dict[str, float | None]:
+    """Micro F1 (pooled TP/FP/FN over all labels) and macro F1 (mean of per-label F1 where defined)."""
+    per_label = multilabel_per_label(true_sets, pred_sets, labels)
+    tp = sum(s.hits for s in per_label)
+    fp = sum(s.predicted for s in per_label) - tp
+    fn = sum(s.support for s in per_label) - tp
+    return {"micro": _prf(tp, fp, fn)[2], "macro": _mean_defined([s.f1 for s in per_label])}
 
 
 def multilabel_report(true_sets: Sequence[Collection[str]], pred_sets: Sequence[Collection[str] | None],

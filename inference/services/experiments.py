@@ -264,17 +264,19 @@ def _score_system(row: dict[str, Any], truth: list, preds: list, dataset: Datase
     labels = list(dataset.label_set)
     if dataset.multilabel:
         row.update(metrics.multilabel_report(truth, preds, labels))
-        row["chance"] = None
-        return row
-    report = metrics.single_label_report(truth, preds, labels)
-    row.update({"n": report.n, "n_answered": report.n_answered, "accuracy": report.accuracy,
-                "macro_f1": report.macro_f1, "chance": report.chance, "majority_accuracy": report.majority_accuracy})
-    for score in report.per_class:
+        per_class = metrics.multilabel_per_label(truth, preds, labels)
+    else:
+        report = metrics.single_label_report(truth, preds, labels)
+        row.update({"n": report.n, "n_answered": report.n_answered, "accuracy": report.accuracy,
+                    "macro_f1": report.macro_f1, "chance": report.chance,
+                    "majority_accuracy": report.majority_accuracy})
+        per_class = report.per_class
+        confusions.append({"system": row["system"], "prompt": row["prompt"], "labels": report.confusion.labels,
+                           "columns": report.confusion.columns, "matrix": report.confusion.matrix})
+    for score in per_class:
         per_emotion.append({"system": row["system"], "prompt": row["prompt"], "label": score.label,
                             "precision": score.precision, "recall": score.recall, "f1": score.f1,
                             "support": score.support, "predicted": score.predicted})
-    confusions.append({"system": row["system"], "prompt": row["prompt"], "labels": report.confusion.labels,
-                       "columns": report.confusion.columns, "matrix": report.confusion.matrix})
     return row
 
 

@@ -12,6 +12,7 @@ from inference.metrics import (
     jaccard_mean,
     majority_baseline,
     multilabel_f1,
+    multilabel_per_label,
     multilabel_report,
     per_class_scores,
     single_label_report,
@@ -82,6 +83,10 @@ def test_it_scores_multilabel_sets_by_hand() -> None:
     assert jaccard_mean(SETS_TRUE, SETS_PRED) == 0.5
     f1 = multilabel_f1(SETS_TRUE, SETS_PRED, ["A", "B", "C"])
     assert f1["micro"] == pytest.approx(8 / 11) and f1["macro"] == pytest.approx(2 / 3)
+    per_label = {c.label: c for c in multilabel_per_label(SETS_TRUE, SETS_PRED, ["A", "C", "D"])}
+    assert (per_label["A"].hits, per_label["A"].support, per_label["A"].f1) == (2, 2, 1.0)
+    assert (per_label["C"].precision, per_label["C"].recall, per_label["C"].predicted) == (0.0, 0.0, 1)
+    assert per_label["D"].f1 is None
     assert jaccard_mean([set()], [set()]) == 1.0
     report = multilabel_report(SETS_TRUE, SETS_PRED, ["A", "B", "C", "D"])
     assert report["n_answered"] == 3 and report["macro_f1"] == pytest.approx(2 / 3)  # D: undefined, left out

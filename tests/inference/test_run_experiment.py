@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 
 from inference.models import (
     BASIC_LABELS,
+    EMOTIC_LABELS,
     Dataset,
     Embedding,
     Generation,
@@ -170,6 +171,29 @@ def test_it_runs_every_missing_stage_with_the_lexicon_baseline(tmp_path, setting
     assert "generation: 7 reused, 1 computed, 0 failed" in third.getvalue()
     failed.refresh_from_db()
     assert failed.status != "error" and Generation.objects.count() == counts[0]
+
+
+def test_it_scores_multilabel_answers_for_emotic(tmp_path) -> None:
+    dataset = Dataset.objects.create(name="emotic", format="emotic", label_set=EMOTIC_LABELS, multilabel=True)
+    config = LLMConfig.objects.create(name="tiny-llm", backend="lexicon")
+    prompt = PromptTemplate.objects.create(task="categorize", name="categorize-emotic", text="{labels}",
+                                           multilabel=True)
+    # exact 1/2; Jaccard (1 + 1/3) / 2; Happiness F1 1, Peace 0 (missed), Pleasure 0 (wrong) -> macro 1/3
+    truth = [["Happiness"], ["Happiness", "Peace"]]
+    answers = [["Happiness"], ["Happiness", "Pleasure"]]
+    for i, (labels, answer) in enumerate(zip(truth, answers, strict=True)):
+        va = va_make(sample_make(dataset, f"p{i}", references=[], labels=labels, gt=(0.5, 0.1)))
+        generation_make(va, config, prompt, labels=answer)
+    call_command("run_experiment", "--dataset", "emotic", "--va-source", "dataset", "--configs", "tiny-llm",
+                 "--prompts", "categorize-emotic", "--embedders", "", "--out", str(tmp_path / "e"),
+                 stdout=StringIO(), stderr=StringIO())
+    [row] = read_csv(tmp_path / "e" / "accuracy.csv")
+    assert float(row["exact_match"]) == 0.5 and float(row["jaccard"]) == pytest.approx(2 / 3)
+    assert float(row["macro_f1"]) == pytest.approx(1 / 3)
+    assert float(row["micro_f1"]) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    per_label = {r["label"]: r for r in read_csv(tmp_path / "e" / "per_emotion.csv")}
+    assert float(per_label["Happiness"]["f1"]) == 1.0 and per_label["Peace"]["recall"] == "0.0"
+    assert (tmp_path / "e" / "plots" / "accuracy.svg").exists()
 
 
 def test_it_says_which_checkpoint_produced_bert_scores(study) -> None:

@@ -202,6 +202,20 @@ def test_it_computes_similarity_from_the_command_and_reuses_it(words, describe_s
     assert "0 scored" in out.getvalue() and Similarity.objects.count() == 1
 
 
+def test_it_queues_chunks_on_the_embed_queue_after_commit(words, describe_setup,
+                                                          django_capture_on_commit_callbacks) -> None:
+    gens = [describe_make(describe_setup, f"s{i}", "happy person", ["sad person"]) for i in range(3)]
+    out = StringIO()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        call_command("compute_similarity", "faces", "--embedders", "word", "--chunk-size", "2", "--queue",
+                     stdout=out)
+    assert "queued 2 chunk(s) on the embed queue" in out.getvalue()
+    assert len(callbacks) == 2 and not Similarity.objects.exists()  # nothing is sent before the commit
+    for callback in callbacks:
+        callback()  # eager in tests: the task runs here
+    assert set(Similarity.objects.values_list("generation_id", flat=True)) == {g.pk for g in gens}
+
+
 @pytest.mark.parametrize("args,message", [
     (["nope", "--embedders", "word"], "no dataset named 'nope'"),
     (["faces", "--embedders", "glove"], "unknown embedder family 'glove'"),
