@@ -580,7 +580,8 @@ def _plots(tables: dict[str, Any], folder: Path) -> list[Path]:
         ax.set_ylabel("true")
         ax.set_title(f"{c['system']} {c['prompt']}".strip(), fontsize=9)
         for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8)
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if count > matrix.max() / 2 else "black")
         save(fig, f"confusion_{slugify(c['system'] + '-' + c['prompt'])}.svg")
     points = tables["va_points"]
     for row in tables["va_sources"]:
