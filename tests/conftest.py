@@ -69,13 +69,21 @@ def celery_worker_process(transactional_db, settings, tmp_path) -> Iterator[subp
     from evalplatform.celery import app
 
     app.conf.task_always_eager = False
-    app.control.purge()
+    queues_purge(app)
     proc = start_worker(tmp_path / "worker.log", settings.MEDIA_ROOT)
     try:
         yield proc
     finally:
         stop_worker(proc)
         app.conf.task_always_eager = True
+
+
+def queues_purge(app) -> None:
+    """Empty every queue over a fresh connection (not the app's pools, which a test may have closed)."""
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in ("default", "va", "llm", "embed"):
+            channel.queue_purge(queue)
 
 
 def start_worker(log_path: Path, media_root: Path, queues: str = "default,va,llm,embed") -> subprocess.Popen:
