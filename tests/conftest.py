@@ -69,6 +69,7 @@ def celery_worker_process(transactional_db, settings, tmp_path) -> Iterator[subp
     from evalplatform.celery import app
 
     app.conf.task_always_eager = False
+    broker_pools_reset(app)
     queues_purge(app)
     proc = start_worker(tmp_path / "worker.log", settings.MEDIA_ROOT)
     try:
@@ -76,6 +77,18 @@ def celery_worker_process(transactional_db, settings, tmp_path) -> Iterator[subp
     finally:
         stop_worker(proc)
         app.conf.task_always_eager = True
+
+
+def broker_pools_reset(app) -> None:
+    """Drop every cached broker connection/producer pool (the app's and kombu's global registry), so the
+    next publish opens fresh connections to `app.conf.broker_url` — after a test switched brokers."""
+    from kombu import pools
+
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+    pools.reset()
 
 
 def queues_purge(app) -> None:

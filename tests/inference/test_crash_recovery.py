@@ -31,7 +31,7 @@ from inference.models import (
     VAEstimate,
 )
 from inference.services.batches import batch_queue
-from tests.conftest import start_worker, stop_worker
+from tests.conftest import broker_pools_reset, start_worker, stop_worker
 
 SAMPLES = 24
 CHUNK_TIMEOUT_S = 3  # the workers' BATCH_CHUNK_TIMEOUT: a chunk takes ~0.5 s, so only dead ones are reaped
@@ -181,10 +181,7 @@ def own_redis(tmp_path, monkeypatch) -> Iterator[tuple[int, Callable[[], None]]]
 def _broker_switch(app: object, url: str) -> None:
     # The test process publishes too (batch_queue, the reaper task): point its cached pools at `url`.
     app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
-    app.amqp._producer_pool = None
+    broker_pools_reset(app)
 
 
 @pytest.mark.celery_worker
