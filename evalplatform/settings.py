@@ -96,6 +96,9 @@ TEMPLATES = [
 WSGI_APPLICATION = "evalplatform.wsgi.application"
 
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var")))
+if not os.environ.get("DATABASE_URL"):
+    # The embedded SQLite default lives in DATA_DIR; SQLite creates the file but not its folder.
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'affect-eval.sqlite3'}"),
