@@ -5,6 +5,7 @@ Safe to re-run: every stage reuses what exists.
 """
 from __future__ import annotations
 
+import os
 from argparse import ArgumentParser
 from pathlib import Path
 
@@ -79,12 +80,13 @@ class Command(BaseCommand):
 
         study = self._study(dataset=dataset, configs=configs, raters=raters)
         say(f"[4/4] study {study.slug!r}: {study.items.count()} items, k={study.raters_per_item}")
+        base = "http://" + os.environ.get("DEMO_ADDR", "127.0.0.1:8000")
         say("")
-        say("Open http://127.0.0.1:8000/ —")
+        say(f"Open {base}/ —")
         say("  annotators: log in as demo-annotator-1 (…-3), or join as a crowd worker:")
-        say(f"    http://127.0.0.1:8000/s/{study.slug}/join?PROLIFIC_PID=demo-worker-1&STUDY_ID=demo&SESSION_ID=s1")
-        say(f"  researcher: demo-researcher → http://127.0.0.1:8000/studies/{study.slug}/manage/")
-        say("  admin:      demo-admin → http://127.0.0.1:8000/admin/ (batches: /pipeline/batches/)")
+        say(f"    {base}/s/{study.slug}/join?PROLIFIC_PID=demo-worker-1&STUDY_ID=demo&SESSION_ID=s1")
+        say(f"  researcher: demo-researcher → {base}/studies/{study.slug}/manage/")
+        say("  admin:      demo-admin → {base}/admin/ (batches: /pipeline/batches/)")
 
     def _wait(self, batch, batch_model, timeout_s: float = 3600):
         """Eager Celery has finished already; with real workers, poll the row until it settles."""
