@@ -86,7 +86,7 @@ class Command(BaseCommand):
         say("  annotators: log in as demo-annotator-1 (…-3), or join as a crowd worker:")
         say(f"    {base}/s/{study.slug}/join?PROLIFIC_PID=demo-worker-1&STUDY_ID=demo&SESSION_ID=s1")
         say(f"  researcher: demo-researcher → {base}/studies/{study.slug}/manage/")
-        say("  admin:      demo-admin → {base}/admin/ (batches: /pipeline/batches/)")
+        say(f"  admin:      demo-admin → {base}/admin/ (batches: /pipeline/batches/)")
 
     def _wait(self, batch, batch_model, timeout_s: float = 3600):
         """Eager Celery has finished already; with real workers, poll the row until it settles."""
