@@ -41,6 +41,14 @@ def ollama_chat(content: str, *, prompt_eval_count: int = 31, eval_count: int = 
     }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The benchmark opens 64 connections at once; the default listen() backlog of 5 would drop SYNs and
+    # add 1 s retransmits that have nothing to do with our code. (A class attribute: listen() runs in
+    # the constructor.)
+    request_queue_size = 256
+
+
 class ScriptedServer:
     """Serves POST `path`; `url` is its base. Use as a context manager or call start()/stop()."""
 
@@ -55,6 +63,9 @@ class ScriptedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+            # Headers and body go out as two writes; with Nagle on, the body waits for the client's
+            # delayed ACK (~40 ms on Linux) — latency no real server adds.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:  # quiet test output
                 pass
@@ -81,11 +92,7 @@ class ScriptedServer:
                     time.sleep(reply.delay_s)
                 server._send(self, reply)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        # The benchmark opens 64 connections at once; the default backlog of 5 would drop SYNs and
-        # add 1 s retransmits that have nothing to do with our code.
-        self.httpd.request_queue_size = 256
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def _send(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:

@@ -2,6 +2,7 @@
 scripted servers (tests/inference/llm_fakes.py), so retries, timeouts and parsing run unmodified."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -177,6 +178,35 @@ def test_it_runs_a_chunk_concurrently(transactional_db, openai_server):
     assert report["done"] == 8 and report["failed"] == 0 and report["statuses"] == {"ok": 8}
     assert elapsed < 8 * 0.4 / 2, f"8 calls of 0.4 s took {elapsed:.2f} s: not concurrent"
     assert Generation.objects.filter(status="ok", labels=["neutral"]).count() == 8
+
+
+def test_it_upserts_a_concurrent_chunk_in_groups_and_repairs_error_rows_in_place(transactional_db, openai_server):
+    dataset = Dataset.objects.create(name="groups", format="folder")
+    prompt = next(p for p in prompt_defaults_ensure() if p.name == "categorize-basic")
+    estimates = va_make(dataset, 70)  # more than two store groups (STORE_BATCH = 32)
+    config = openai_config(openai_server, max_retries=0)
+    failing = {va.pk for va in estimates[::7]}
+    VAEstimate.objects.filter(pk__in=failing).update(valence=-0.93)  # the server fails these by their VA
+
+    def reply(payload: dict) -> Reply:
+        if "-0.93" in json.dumps(payload["messages"]):
+            return Reply(500, {"error": "boom"})
+        return Reply(200, openai_completion('{"label": "happiness"}'))
+
+    openai_server.default = reply
+    ids = [va.pk for va in estimates]
+    first = generations_run_many(va_estimate_ids=ids, config_id=config.pk, prompt_id=prompt.pk, concurrency=16)
+    assert (first["done"], first["failed"]) == (70 - len(failing), len(failing))
+    assert set(first["errors"]) == failing
+    error_ids = set(Generation.objects.filter(status="error").values_list("id", flat=True))
+    assert len(error_ids) == len(failing)
+
+    openai_server.default = Reply(200, openai_completion('{"label": "happiness"}'))
+    second = generations_run_many(va_estimate_ids=ids, config_id=config.pk, prompt_id=prompt.pk, concurrency=16)
+    assert (second["done"], second["failed"]) == (70, 0)
+    assert Generation.objects.count() == 70  # one row per (VA, config, prompt), never a duplicate
+    repaired = Generation.objects.filter(id__in=error_ids)
+    assert {g.status for g in repaired} == {"ok"} and all(g.labels == ["happiness"] for g in repaired)
 
 
 def test_it_reports_bad_items_without_stopping_the_chunk(dataset, prompts, openai_server):
