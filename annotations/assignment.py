@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from .models import Annotator, Assignment, Item, Study
@@ -63,16 +63,19 @@ def assignment_current(*, annotator: Annotator, now: datetime | None = None) -> 
     )
 
 
-def candidate_item_ids(*, annotator: Annotator, study: Study) -> list[int]:
-    """Items this annotator could be given now, in their seeded order."""
+def _candidates(*, annotator: Annotator, study: Study) -> QuerySet[Item]:
     mine = Assignment.objects.filter(annotator=annotator).exclude(status=Assignment.Status.EXPIRED)
-    rows = (
+    return (
         Item.objects.filter(study=study)
         .exclude(id__in=mine.values("item_id"))
         .annotate(live=Count("assignments", filter=live_assignments_q("assignments__")))
         .filter(~Q(kind=Item.Kind.NORMAL) | Q(live__lt=study.raters_per_item))
-        .values_list("id", flat=True)
     )
+
+
+def candidate_item_ids(*, annotator: Annotator, study: Study) -> list[int]:
+    """Items this annotator could be given now, in their seeded order."""
+    rows = _candidates(annotator=annotator, study=study).values_list("id", flat=True)
     return sorted(rows, key=lambda item_id: item_order_key(seed=annotator.order_seed, item_id=item_id))
 
 
@@ -159,4 +162,5 @@ def assignment_next(*, annotator: Annotator) -> Assignment | None:
 
 def annotator_remaining_count(*, annotator: Annotator) -> int:
     """Items still open to this annotator besides the ones they hold (for the progress bar)."""
-    return len(candidate_item_ids(annotator=annotator, study=annotator.study))
+    # Counted in SQL: the progress bar needs how many, not the seeded order.
+    return _candidates(annotator=annotator, study=annotator.study).count()
