@@ -10,7 +10,16 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from inference.llm.ratelimit import RateLimiter, backoff_delay
-from inference.models import EMOTIC_LABELS, Dataset, Generation, LLMConfig, PromptTemplate, Sample, VAEstimate
+from inference.models import (
+    BASIC_LABELS,
+    EMOTIC_LABELS,
+    Dataset,
+    Generation,
+    LLMConfig,
+    PromptTemplate,
+    Sample,
+    VAEstimate,
+)
 from inference.services.llm import (
     GenerationInvalid,
     generation_run,
@@ -288,6 +297,25 @@ def test_it_speaks_ollama_chat_with_a_format_schema_and_retries_5xx(dataset, pro
     assert (generation.prompt_tokens, generation.completion_tokens) == (31, 9)
     assert sent["format"]["properties"]["labels"]["items"]["enum"] == EMOTIC_LABELS
     assert sent["options"]["num_predict"] == config.max_tokens and sent["stream"] is False
+
+
+def test_it_runs_basic_categorization_and_description_on_ollama(dataset, prompts):
+    [va] = va_make(dataset, 1)
+    replies = {"categorize": ollama_chat('{"label": "Happy"}'),
+               "describe": ollama_chat("A relaxed, contented face with a slight smile.")}
+
+    def reply(payload: dict) -> Reply:
+        return Reply(200, replies["categorize" if "format" in payload else "describe"])
+
+    with FakeOllamaServer(default=reply) as server:
+        config = LLMConfig.objects.create(name="ollama-two", backend="ollama", model="llama3.2", base_url=server.url)
+        basic = run(va, config, prompts["categorize-basic"])
+        described = run(va, config, prompts["describe"])
+        sent = server.requests
+    assert (basic.status, basic.labels) == ("ok", ["happiness"])
+    assert sent[0]["format"]["properties"]["label"]["enum"] == BASIC_LABELS
+    assert (described.status, described.text) == ("ok", "A relaxed, contented face with a slight smile.")
+    assert "format" not in sent[1] and described.task == "describe"
 
 
 # --- lexicon baseline and defaults ---------------------------------------------------------------
