@@ -93,10 +93,16 @@ class Command(BaseCommand):
         import time
 
         deadline = time.monotonic() + timeout_s
+        said = 0.0
         while True:
             batch.refresh_from_db()
             if batch.status not in (batch_model.Status.QUEUED, batch_model.Status.RUNNING):
                 return batch
+            if time.monotonic() - said >= 5:
+                said = time.monotonic()
+                self.stdout.write(f"      waiting for the Celery workers: batch {batch.pk} {batch.current_stage}, "
+                                  f"{batch.done + batch.failed}/{batch.total} items "
+                                  f"(progress also on /pipeline/batches/{batch.pk}/)")
             if time.monotonic() > deadline:
                 raise CommandError(f"batch {batch.pk} still {batch.status} after {timeout_s:.0f} s; "
                                    "are the Celery workers running?")
