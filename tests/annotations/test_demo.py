@@ -35,6 +35,35 @@ def test_it_runs_every_stage_and_opens_a_study(capsys, settings) -> None:
     assert Study.objects.count() == 1
 
 
+def test_a_demo_study_rated_by_three_workers_gives_a_report_with_plots(settings) -> None:
+    from annotations.assignment import assignment_next
+    from annotations.reports import study_report_build
+    from annotations.services.annotators import annotator_consent, annotator_join
+    from annotations.services.ratings import rating_submit
+
+    settings.FACECHANNEL_WEIGHTS = ""
+    call_command("demo", "--skip-llm", "--raters", "3")
+    study = Study.objects.get(slug="demo-study")
+    for worker in range(3):
+        annotator = annotator_consent(annotator=annotator_join(study=study, platform="prolific",
+                                                               external_id=f"worker-{worker}"))
+        while (assignment := assignment_next(annotator=annotator)) is not None:
+            # Raters agree on the ordering of items (plus a little noise): alpha must come out defined.
+            value = 1 + (assignment.item_id + worker % 2) % 5
+            rating_submit(annotator=annotator, assignment_token=assignment.token, value=value)
+    assert Item.objects.filter(study=study, kind="normal", ratings__isnull=True).count() == 0
+    report = study_report_build(study=study, resamples=200)
+    assert report.version == 1
+    assert report.html.count("<svg") >= 2
+    everyone = report.results["analyses"]["all"]
+    assert (everyone["ratings"], everyone["items"], everyone["annotators"]) == (30, 10, 3)
+    assert everyone["alpha"]["ordinal"]["alpha"] is not None and everyone["alpha"]["ordinal"]["reason"] == ""
+    families = {e["family"] for e in everyone["embedders"]}
+    assert families == {"word", "bert", "sentence"}
+    assert all(e["items"] == 10 and e["correlations"]["spearman"]["r"] is not None for e in everyone["embedders"])
+    assert "stand-in for BERT" in report.html  # the report says which checkpoint produced the bert scores
+
+
 def test_it_names_the_missing_manifest(tmp_path) -> None:
     with pytest.raises(CommandError, match="demo manifest not found"):
         call_command("demo", "--manifest", str(tmp_path / "none.csv"))
