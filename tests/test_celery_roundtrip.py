@@ -21,3 +21,16 @@ def test_it_runs_an_import_on_a_real_worker(celery_worker_process) -> None:
         time.sleep(0.5)
     assert Dataset.objects.get(name="roundtrip").format == "manifest"
     assert Sample.objects.filter(dataset__name="roundtrip").count() == 10
+
+
+@pytest.mark.django_db
+def test_the_import_task_refuses_bad_arguments_clearly(tmp_path) -> None:
+    from inference.services.imports import ImportFailed
+
+    with pytest.raises(ImportFailed, match="path does not exist"):
+        dataset_import_task.apply(args=(str(tmp_path / "missing.csv"), "bad", "manifest"), throw=True)
+    with pytest.raises(ImportFailed, match="unknown format 'xml'"):
+        dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "bad", "xml"), throw=True)
+    assert not Dataset.objects.exists()
+    report = dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "ok", "manifest")).get()
+    assert (report["created"], report["errors"]) == (10, [])
