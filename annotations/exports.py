@@ -2,56 +2,26 @@
 
 Rows are plain dicts so the same data serve CSV downloads, the token JSON API and the report.
 
-CSV formula injection (OWASP "CSV Injection"): a spreadsheet runs a cell that starts with `=`, `+`,
-`-`, `@`, tab or carriage return as a formula. Our rule: any *text* cell starting with one of those
-gets a leading apostrophe (the spreadsheet shows the text, runs nothing). Numbers are left alone so
-they stay usable: values we produce as int/float are written as numbers, and a text cell that is
-exactly a plain decimal number (`-0.25`, `+3`, `-1e-3`) is kept too, because a cell that parses as
-a number cannot be a formula. Anything else (`-1+1`, `=SUM(A1)`, `@cmd`) is neutralised.
+CSV bodies come from the project's one hardened writer, `inference.output` (formula neutralisation,
+every text cell quoted); `csv_cell`/`csv_render` are re-exported here for existing callers.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 from annotations.agreement import item_aggregates
 from annotations.models import Item, Rating, Study
 from inference.models import Similarity
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+from inference.output import csv_cell as csv_cell  # re-exported for existing callers
+from inference.output import csv_render
 
 RATING_COLUMNS = [
     "rating_id", "item_id", "item_kind", "generation_id", "annotator_id", "annotator_platform",
     "annotator_external_id", "annotator_excluded", "exclusion_reason", "value", "seconds_on_item",
     "passed_check", "comment", "created_at",
 ]
-
-
-def csv_cell(value: Any) -> Any:
-    """A cell that a spreadsheet shows as data, never runs (see the module docstring)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool | int | float):
-        return value
-    text = str(value)
-    if text.startswith(FORMULA_PREFIXES) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
-
-
-def csv_render(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: csv_cell(row.get(key)) for key in columns})
-    return out.getvalue()
 
 
 def embedder_key(family: str, model: str) -> str:

@@ -12,7 +12,6 @@ ablation, and agreement between VA sources (MAE and Pearson r of V and A).
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from inference import metrics
 from inference.embeddings import embedder_families_parse
 from inference.importers.base import normalize_label
 from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Sample, VAEstimate
+from inference.output import csv_columns, csv_write
 from inference.services.similarity import (
     SimilarityInputError,
     dataset_similarity_compute,
@@ -509,12 +509,8 @@ def _fmt(value: Any) -> str:
 
 
 def _csv_write(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        csv_write(handle, rows, csv_columns(rows))
 
 
 def _md_table(rows: list[dict], columns: list[str]) -> str:

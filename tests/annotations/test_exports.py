@@ -12,6 +12,7 @@ from annotations.exports import RATING_COLUMNS, csv_cell, csv_render
 from annotations.models import Rating, Study
 from annotations.reports import study_report_build
 from tests.annotations.test_reports import study_make
+from tests.inference.test_output import CR_ATTACK, assert_no_line_starts_a_formula
 
 
 def _rows(body: bytes | str) -> list[dict[str, str]]:
@@ -98,3 +99,29 @@ def test_it_downloads_the_report_as_csv_json_and_html(study: Study, rita: Client
     html = rita.get(f"{base}.html")
     assert html["Content-Type"].startswith("text/html") and b"<svg" in html.content
     assert rita.get(f"{base}.pdf").status_code == 404
+
+
+def test_it_exports_a_comment_with_a_bare_cr_attack_as_one_neutralised_cell(study: Study, rita: Client) -> None:
+    rating = Rating.objects.filter(item__study=study, item__kind="normal").first()
+    rating.comment = CR_ATTACK
+    rating.save()
+    response = rita.get(f"/research/studies/{study.slug}/exports/ratings.csv")
+    body = response.content.decode()
+    assert_no_line_starts_a_formula(body)
+    rows = _rows(body)
+    assert len(rows) == 5 * 11  # the CRs did not split the row
+    hostile = next(r for r in rows if r["rating_id"] == str(rating.pk))
+    assert hostile["comment"] == "nice photo\r'=cmd|' /C calc'!A0\r'@SUM(1+1)"
+
+
+def test_it_neutralises_llm_output_in_items_csv(study: Study, rita: Client) -> None:
+    first, second = study.items.filter(kind="normal").order_by("id")[:2]
+    first.text = "=1+1"
+    first.save()
+    second.text = "a calm face\n=1+1"
+    second.save()
+    body = rita.get(f"/research/studies/{study.slug}/exports/items.csv").content.decode()
+    assert_no_line_starts_a_formula(body)
+    texts = {r["item_id"]: r["text"] for r in _rows(body)}
+    assert texts[str(first.pk)] == "'=1+1"
+    assert texts[str(second.pk)] == "a calm face\n'=1+1"

@@ -252,3 +252,16 @@ def test_it_refuses_an_output_path_that_is_a_file(study, tmp_path) -> None:
     with pytest.raises(CommandError, match="is not a folder"):
         run(target)
     assert target.read_text() == "keep me"
+
+
+def test_it_writes_experiment_csvs_through_the_hardened_writer(study, tmp_path) -> None:
+    from tests.inference.test_output import assert_no_line_starts_a_formula
+    LLMConfig.objects.filter(name="tiny-llm").update(name="=1+1")
+    call_command("run_experiment", "--dataset", "study", "--va-source", "dataset", "--configs", "=1+1",
+                 "--prompts", "categorize-basic,describe", "--embedders", "word", "--out", str(tmp_path / "x"),
+                 stdout=StringIO(), stderr=StringIO())
+    body = (tmp_path / "x" / "accuracy.csv").read_text()
+    assert_no_line_starts_a_formula(body)
+    assert "'=1+1" in {r["config"] for r in read_csv(tmp_path / "x" / "accuracy.csv")}
+    for name in ("per_emotion", "similarity", "prompt_ablation", "va_sources", "confusion"):
+        assert_no_line_starts_a_formula((tmp_path / "x" / f"{name}.csv").read_text())
