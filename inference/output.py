@@ -5,6 +5,8 @@ Functions:
 - `csv_write(handle, rows, columns)` — header row plus one line per row dict to an open text handle
   (opened with `newline=""`); keys not in `columns` are ignored, missing ones are written empty.
 - `csv_render(rows, columns)` — the same, returned as a string (HTTP downloads).
+- `csv_file_write(path=, rows=, columns=None)` — the same into a file (columns default to
+  `csv_columns(rows)`); returns the path.
 - `csv_columns(rows)` — the union of the rows' keys in first-seen order, for tables whose columns
   come from the data.
 
@@ -28,6 +30,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -50,6 +53,7 @@ def csv_cell(value: Any) -> Any:
 
 
 def csv_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """Every key of every row, in first-seen order."""
     return list(dict.fromkeys(key for row in rows for key in row))
 
 
@@ -65,3 +69,9 @@ def csv_render(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
     out = io.StringIO()
     csv_write(out, rows, columns)
     return out.getvalue()
+
+
+def csv_file_write(*, path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv_write(handle, rows, csv_columns(rows) if columns is None else columns)
+    return path

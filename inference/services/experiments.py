@@ -29,7 +29,7 @@ from inference import metrics
 from inference.embeddings import embedder_families_parse
 from inference.importers.base import normalize_label
 from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Sample, VAEstimate
-from inference.output import csv_columns, csv_write
+from inference.output import csv_file_write
 from inference.services.similarity import (
     SimilarityInputError,
     dataset_similarity_compute,
@@ -508,11 +508,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _csv_write(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as handle:
-        csv_write(handle, rows, csv_columns(rows))
-
-
 def _md_table(rows: list[dict], columns: list[str]) -> str:
     if not rows:
         return "_(no rows)_\n"
@@ -636,10 +631,10 @@ def experiment_tables_write(*, tables: dict[str, Any], out_dir: Path) -> list[Pa
     written = []
     for name in CSV_TABLES:
         path = out_dir / f"{name}.csv"
-        _csv_write(path, tables[name])
+        csv_file_write(path=path, rows=tables[name])
         written.append(path)
     path = out_dir / "confusion.csv"
-    _csv_write(path, _confusion_rows(tables["confusion"]))
+    csv_file_write(path=path, rows=_confusion_rows(tables["confusion"]))
     written.append(path)
     path = out_dir / "results.json"
     path.write_text(json.dumps(tables, indent=2, default=str))
