@@ -56,7 +56,8 @@ def study_report_build(
     resamples: int = 1000,
     alpha_min: float = 0.667,
     confidence: float = 0.95,
-    seed: int = 0,
+    seed: int = A.DEFAULT_SEED,
+    alpha_method: str = "items",
 ) -> Report:
     """Compute the study's statistics and store them as the next Report version."""
     chosen = formats_parse(formats)
@@ -64,8 +65,11 @@ def study_report_build(
         raise ReportError("resamples must be at least 1")
     if not 0 < confidence < 1:
         raise ReportError("confidence must be between 0 and 1")
+    if alpha_method not in A.ALPHA_BOOTSTRAP_METHODS:
+        raise ReportError(f"unknown alpha bootstrap method {alpha_method!r}; choose one of "
+                          f"{', '.join(A.ALPHA_BOOTSTRAP_METHODS)}")
     params = {"formats": chosen, "resamples": resamples, "alpha_min": alpha_min, "confidence": confidence,
-              "seed": seed, "alpha_levels": list(ALPHA_LEVELS)}
+              "seed": seed, "alpha_method": alpha_method, "alpha_levels": list(ALPHA_LEVELS)}
     # The statistics run outside the transaction (seconds of numpy); only the version number and
     # the insert are serialised, by locking the study row, so two builds never take one version.
     results = study_results_compute(study=study, params=params)
@@ -100,7 +104,8 @@ def study_results_compute(*, study: Study, params: dict[str, Any]) -> dict[str, 
         "classification": _classification_tables(study),
         "notes": [
             "Alpha: Krippendorff (2011), levels " + ", ".join(ALPHA_LEVELS) + f" over the domain {domain}; "
-            "bootstrap after Hayes & Krippendorff (2007), percentile CI, pairs drawn = pairs in the data.",
+            f"CI and P(alpha < alpha_min): {A.ALPHA_BOOTSTRAP_NOTES[params.get('alpha_method', 'items')]}; "
+            f"{params['resamples']} resamples, seed {params['seed']}.",
             "Correlations: each embedder's cosine (mean over reference descriptions) against the item's mean "
             "human rating; percentile bootstrap CI over items.",
             "Ceiling: split-half human-human correlation averaged over random splits, Spearman-Brown "
@@ -173,7 +178,8 @@ def _analysis(
     out["alpha"] = {}
     for level in params["alpha_levels"]:
         boot = A.alpha_bootstrap(value_counts=counts, domain=domain, level=level, resamples=resamples,
-                                 alpha_min=params["alpha_min"], confidence=confidence, seed=seed)
+                                 alpha_min=params["alpha_min"], confidence=confidence, seed=seed,
+                                 method=params.get("alpha_method", "items"))
         point = A.alpha_compute(value_counts=counts, domain=domain, level=level)
         out["alpha"][level] = {**point.as_dict(), **boot.as_dict()}
     out["split_half"] = {

@@ -115,14 +115,52 @@ def _reliable(seed: int, units: int = 400, raters: int = 6, noise: float = 0.15)
     return np.where(flips, np.clip(truth + rng.choice([-1, 1], (raters, units)), 1, 5), truth).astype(float)
 
 
-def test_it_reproduces_the_bootstrap_with_the_same_seed() -> None:
+def test_it_reproduces_the_bootstrap_with_the_same_seed_and_fixes_one_by_default() -> None:
     counts = A.value_counts_from_matrix(DATA_C, domain=DOMAIN_C)
     first = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=7)
     again = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=7)
     other = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=8)
     assert np.array_equal(first.samples, again.samples)
     assert not np.array_equal(first.samples, other.samples)
-    assert first.draws == 55  # every unordered pair of values within the 11 pairable units
+    assert first.method == "items" and first.draws == 11  # the 11 pairable units, drawn whole
+    default = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal")
+    assert default.seed == A.DEFAULT_SEED
+    assert np.array_equal(default.samples,
+                          A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal").samples)
+    hayes = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=7, method="hayes")
+    assert hayes.draws == 55  # every unordered pair of values within the 11 pairable units
+    assert "too narrow" in hayes.method_note and "items" in first.method_note
+
+
+@pytest.mark.parametrize("level", A.LEVELS)
+def test_it_computes_each_item_resample_exactly_as_alpha_of_the_resampled_items(level: str) -> None:
+    # The vectorised weights must give, for any draw of items, the alpha of the drawn units' counts
+    # (ordinal differences recomputed from the resample's own marginals).
+    rng = np.random.default_rng(3)
+    counts = A.value_counts_from_matrix(DATA_C, domain=DOMAIN_C)
+    counts = counts[counts.sum(axis=1) >= 2]
+    weighted = A._ItemWeights(patterns=counts, domain=DOMAIN_C, level=level)
+    draws = rng.integers(0, len(counts), (30, len(counts)))
+    weights = np.stack([np.bincount(d, minlength=len(counts)) for d in draws])
+    expected = []
+    for d in draws:
+        result = A.alpha_compute(value_counts=counts[d], domain=DOMAIN_C, level=level)
+        expected.append(np.nan if result.alpha is None else result.alpha)
+    assert weighted.alpha(weights) == pytest.approx(np.array(expected), abs=1e-10, nan_ok=True)
+    assert weighted.alpha(np.ones((1, len(counts))))[0] == pytest.approx(
+        A.alpha_compute(value_counts=counts, domain=DOMAIN_C, level=level).alpha)
+
+
+def test_it_counts_item_resamples_without_variation_instead_of_hiding_them() -> None:
+    # Three items rated 3, 3 and one rated 2, 4: a resample that misses the last item has no variation.
+    counts = A.value_counts_from_long(units=[1, 1, 2, 2, 3, 3, 4, 4], values=[3, 3, 3, 3, 3, 3, 2, 4],
+                                      domain=DOMAIN_C)
+    boot = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", resamples=400, seed=1)
+    # P(no draw of item 4 in 4 draws) = (3/4)^4 = 0.32
+    assert 0.25 < boot.undefined_resamples / 400 < 0.4
+    assert len(boot.samples) == 400 - boot.undefined_resamples
+    with pytest.raises(A.AgreementInputError, match="unknown bootstrap method"):
+        A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", method="pairs")
 
 
 def test_it_puts_a_reliable_alpha_inside_its_ci_and_below_min_near_zero() -> None:
@@ -132,8 +170,15 @@ def test_it_puts_a_reliable_alpha_inside_its_ci_and_below_min_near_zero() -> Non
     assert boot.ci_low <= boot.alpha <= boot.ci_high
     assert boot.ci_high - boot.ci_low < 0.05
     assert boot.p_below_min < 0.01
-    # The bootstrap distribution is centred on alpha (E[alpha*] = alpha by construction).
     assert boot.samples.mean() == pytest.approx(boot.alpha, abs=0.01)
+
+
+def test_it_gives_a_wider_item_interval_than_the_hayes_pair_bootstrap() -> None:
+    # Pairs inside an item share the item: treating them as independent understates the variance.
+    counts = A.value_counts_from_matrix(_reliable(5, units=150, raters=5, noise=0.4), domain=DOMAIN_C)
+    items = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=3)
+    hayes = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="ordinal", seed=3, method="hayes")
+    assert (items.ci_high - items.ci_low) > 1.3 * (hayes.ci_high - hayes.ci_low)
 
 
 def test_it_finds_unreliable_data_below_alpha_min() -> None:
@@ -147,8 +192,9 @@ def test_it_finds_unreliable_data_below_alpha_min() -> None:
 
 def test_it_caps_draws_like_krippendorffs_practical_limit() -> None:
     counts = A.value_counts_from_matrix(_reliable(4), domain=DOMAIN_C)
-    boot = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", seed=3, max_draws=100)
-    full = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", seed=3)
+    boot = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", seed=3, max_draws=100,
+                             method="hayes")
+    full = A.alpha_bootstrap(value_counts=counts, domain=DOMAIN_C, level="interval", seed=3, method="hayes")
     assert boot.draws == 100
     assert (boot.ci_high - boot.ci_low) > (full.ci_high - full.ci_low)
 
@@ -238,6 +284,44 @@ def test_it_computes_alpha_for_a_long_format_csv(tmp_path, capsys) -> None:
     assert out["bootstrap"]["ci_low"] < out["alpha"] < out["bootstrap"]["ci_high"]
     call_command("agreement", str(path), "--level", "nominal")
     assert capsys.readouterr().out.startswith("alpha (nominal) = 0.7434")
+
+
+def test_it_treats_numeric_nominal_values_written_differently_as_one_category(tmp_path, capsys) -> None:
+    from django.core.management import call_command
+
+    path = _csv(tmp_path, "unit,rater,value\n1,a,1\n1,b,1.0\n2,a,2\n2,b,2.00\n3,a,1\n3,b,1\n")
+    call_command("agreement", str(path), "--level", "nominal", "--json")
+    out = json.loads(capsys.readouterr().out)
+    assert out["alpha"] == pytest.approx(1.0)
+    assert out["domain"] == [1, 2]
+    call_command("agreement", str(path), "--level", "nominal", "--domain", "1.0,2,3", "--json")
+    assert json.loads(capsys.readouterr().out)["alpha"] == pytest.approx(1.0)
+
+
+def test_it_counts_pairable_units_when_alpha_is_undefined(tmp_path, capsys) -> None:
+    from django.core.management import call_command
+
+    path = _csv(tmp_path, "unit,rater,value\n1,a,3\n1,b,3\n2,a,3\n2,b,3\n3,a,3\n")
+    call_command("agreement", str(path), "--level", "ordinal")
+    out = capsys.readouterr().out
+    assert "undefined: all pairable ratings are identical" in out
+    assert "3 units (2 pairable)" in out
+
+
+def test_it_gives_the_same_bootstrap_on_two_runs_without_a_seed(tmp_path, capsys) -> None:
+    from django.core.management import call_command
+
+    path = _example_c_csv(tmp_path)
+    runs = []
+    for _ in range(2):
+        call_command("agreement", str(path), "--level", "ordinal", "--bootstrap", "300", "--json")
+        runs.append(json.loads(capsys.readouterr().out)["bootstrap"])
+    assert runs[0] == runs[1]
+    assert runs[0]["seed"] == A.DEFAULT_SEED and runs[0]["method"] == "items"
+    call_command("agreement", str(path), "--level", "ordinal", "--bootstrap", "300", "--method", "hayes",
+                 "--seed", "3")
+    text = capsys.readouterr().out
+    assert "resamples of 55 pairs, method hayes, seed 3" in text and "too narrow" in text
 
 
 def test_it_says_undefined_for_a_single_rater_csv(tmp_path, capsys) -> None:

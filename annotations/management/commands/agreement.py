@@ -62,7 +62,23 @@ def ratings_csv_read(path: Path, *, level: str) -> tuple[list[str], list[str], l
         raters.append(rater)
     if not values:
         raise CommandError(f"{path}: no ratings (only a header, or only blank values)")
+    if level == "nominal":
+        values = nominal_values_normalise(values)
     return units, raters, values, blanks
+
+
+def nominal_values_normalise(values: list[Any]) -> list[Any]:
+    """Nominal categories written as numbers compare as numbers, so "1" and "1.0" are one category.
+
+    Only when every value is a finite number; a column mixing words and numbers stays text.
+    """
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        return values
+    if not all(math.isfinite(x) for x in numbers):
+        return values
+    return [int(x) if x.is_integer() else x for x in numbers]
 
 
 def domain_parse(raw: str | None, *, values: list[Any], level: str) -> list[Any]:
@@ -71,7 +87,8 @@ def domain_parse(raw: str | None, *, values: list[Any], level: str) -> list[Any]
         return sorted(set(values))
     parts = [p.strip() for p in raw.split(",") if p.strip()]
     if level == "nominal":
-        return parts
+        # The same rule as the data, so "--domain 1,2" matches values written "1.0", "2".
+        return nominal_values_normalise(parts)
     try:
         return [float(p) for p in parts]
     except ValueError:
@@ -88,11 +105,16 @@ class Command(BaseCommand):
         parser.add_argument("--domain", default=None,
                             help="Ordered value domain, comma-separated (default: the sorted distinct values).")
         parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                            help="Bootstrap resamples (Hayes & Krippendorff 2007); 0 = none.")
+                            help="Bootstrap resamples for the CI and P(alpha < alpha-min); 0 = none.")
+        parser.add_argument("--method", choices=A.ALPHA_BOOTSTRAP_METHODS, default="items",
+                            help="Bootstrap method: 'items' (default) resamples whole units with all their ratings; "
+                                 "'hayes' is Hayes & Krippendorff (2007), which treats pairs inside a unit as "
+                                 "independent and gives intervals that are too narrow (kept for comparison).")
         parser.add_argument("--alpha-min", type=float, default=0.667,
                             help="Smallest acceptable alpha; reports P(alpha < alpha-min). Default 0.667.")
         parser.add_argument("--confidence", type=float, default=0.95, help="CI level, default 0.95.")
-        parser.add_argument("--seed", type=int, default=None, help="Random seed for a reproducible bootstrap.")
+        parser.add_argument("--seed", type=int, default=A.DEFAULT_SEED,
+                            help=f"Bootstrap seed (default {A.DEFAULT_SEED}, so two runs agree).")
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -109,6 +131,7 @@ class Command(BaseCommand):
                 boot = A.alpha_bootstrap(
                     value_counts=counts, domain=domain, level=level, resamples=opts["bootstrap"],
                     alpha_min=opts["alpha_min"], confidence=opts["confidence"], seed=opts["seed"],
+                    method=opts["method"],
                 )
         except A.AgreementInputError as exc:
             raise CommandError(f"{opts['file']}: {exc}") from None
@@ -129,10 +152,16 @@ class Command(BaseCommand):
         if not result.defined:
             return f"alpha ({result.level}) undefined: {result.reason} [{size}]"
         lines = [f"alpha ({result.level}) = {result.alpha:.4f} [{size}]"]
-        if boot is not None:
+        if boot is not None and boot.ci_low is None:
+            lines.append(f"no confidence interval: {boot.reason}")
+        elif boot is not None:
+            drawn = f"{boot.draws} pairs" if boot.method == "hayes" else f"{boot.draws} units"
+            dropped = (f"; {boot.undefined_resamples} resamples without variation left out"
+                       if boot.undefined_resamples else "")
             lines.append(
                 f"{boot.confidence:.0%} CI [{boot.ci_low:.4f}, {boot.ci_high:.4f}], "
                 f"P(alpha < {boot.alpha_min}) = {boot.p_below_min:.4f} "
-                f"({boot.resamples} resamples of {boot.draws} pairs, seed {boot.seed})"
+                f"({boot.resamples} resamples of {drawn}, method {boot.method}, seed {boot.seed}{dropped})"
             )
+            lines.append(f"method: {boot.method_note}")
         return "\n".join(lines)

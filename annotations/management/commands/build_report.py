@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotations import agreement as A
 from annotations.exports import RATING_COLUMNS, csv_render, report_body, study_item_rows, study_ratings_rows
 from annotations.models import Study
 from annotations.reports import ReportError, formats_parse, study_report_build
@@ -25,7 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--resamples", type=int, default=1000, help="Bootstrap resamples (default 1000).")
         parser.add_argument("--alpha-min", type=float, default=0.667,
                             help="Smallest acceptable alpha for P(alpha < alpha-min) (default 0.667).")
-        parser.add_argument("--seed", type=int, default=0, help="Bootstrap seed (default 0: reproducible).")
+        parser.add_argument("--seed", type=int, default=A.DEFAULT_SEED,
+                            help=f"Bootstrap seed (default {A.DEFAULT_SEED}; recorded in the report).")
+        parser.add_argument("--alpha-method", choices=A.ALPHA_BOOTSTRAP_METHODS, default="items",
+                            help="Alpha's bootstrap: 'items' (default, whole items resampled) or 'hayes' "
+                                 "(Hayes & Krippendorff 2007; too narrow, for comparison only).")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         study = Study.objects.filter(slug=opts["study"]).first()
@@ -43,7 +48,8 @@ class Command(BaseCommand):
             out.mkdir(parents=True, exist_ok=True)
         try:
             report = study_report_build(study=study, formats=formats, resamples=opts["resamples"],
-                                        alpha_min=opts["alpha_min"], seed=opts["seed"])
+                                        alpha_min=opts["alpha_min"], seed=opts["seed"],
+                                        alpha_method=opts["alpha_method"])
         except ReportError as exc:
             raise CommandError(str(exc)) from None
         written = self._write(out, study, report, formats) if out is not None else []
