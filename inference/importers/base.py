@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,34 @@ class ImportErrorRow:
 
 class ImageRejected(ValueError):
     pass
+
+
+class PathRefused(ValueError):
+    """An image path that leaves the dataset folder. The message never depends on whether the target
+    exists: the check is made on the path alone, before anything is opened."""
+
+
+def path_confine(*, root: Path, relative: str | Path, follow_symlinks: bool = False) -> Path:
+    """`root / relative`, refused when it leaves `root`: an absolute path or `..` always; a symbolic
+    link (the file or any folder on the way) that resolves outside `root` unless `follow_symlinks`.
+
+    Why both checks: the lexical one stops `../../etc/passwd` and `/etc/passwd` whatever the options;
+    the resolved one stops a link planted inside the dataset folder (a class folder linked to another
+    dataset, an image linked to a private file)."""
+    text = str(relative)
+    if not text.strip():
+        raise PathRefused("empty image path")
+    if Path(text).is_absolute() or os.path.isabs(text) or (len(text) > 1 and text[1] == ":"):
+        raise PathRefused(f"image path {text!r} is absolute; paths must be relative to the dataset folder")
+    normal = os.path.normpath(text)
+    if normal == ".." or normal.startswith(".." + os.sep) or "\x00" in text:
+        raise PathRefused(f"image path {text!r} leaves the dataset folder")
+    base = root.resolve()
+    candidate = base / normal
+    if not follow_symlinks and not candidate.resolve().is_relative_to(base):
+        raise PathRefused(f"image path {text!r} leads outside the dataset folder through a symbolic link "
+                          "(--follow-symlinks allows it)")
+    return candidate
 
 
 @dataclass

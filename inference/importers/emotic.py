@@ -6,7 +6,6 @@ so face detection runs inside it, the 26 categories multi-label, and VAD 1–10 
 from __future__ import annotations
 
 import ast
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ import numpy as np
 
 from inference.models import EMOTIC_LABELS
 
-from .base import ImportErrorRow, SampleRecord, emotic_scale, normalize_label
+from .base import ImportErrorRow, SampleRecord, emotic_scale, normalize_label, path_confine
+from .rows import csv_rows_read
 
 CSV_COLUMNS = ["Folder", "Filename", "Image Size", "BBox", "Categorical_Labels", "Continuous_Labels", "Gender", "Age"]
 
@@ -50,7 +50,8 @@ def _vad(values: list[float]) -> tuple[float, float, float]:
 
 
 def _record(*, location: str, images_root: Path, folder: str, filename: str, box_raw: Any,
-            categories: list[str], continuous: list[float] | None, meta: dict) -> SampleRecord:
+            categories: list[str], continuous: list[float] | None, meta: dict,
+            follow_symlinks: bool = False) -> SampleRecord:
     box = _box(box_raw)
     labels = _labels(categories)
     valence = arousal = dominance = None
@@ -61,7 +62,7 @@ def _record(*, location: str, images_root: Path, folder: str, filename: str, box
     return SampleRecord(
         location=location,
         external_id=f"{rel}#{x},{y},{x + w},{y + h}",
-        image_path=images_root / rel,
+        image_path=path_confine(root=images_root, relative=rel, follow_symlinks=follow_symlinks),
         labels=labels,
         gt_valence=valence,
         gt_arousal=arousal,
@@ -72,15 +73,17 @@ def _record(*, location: str, images_root: Path, folder: str, filename: str, box
 
 
 def iter_emotic(path: Path, *, images_root: Path | None = None, split: str | None = None,
-                **_: Any) -> Iterator[SampleRecord | ImportErrorRow]:
+                follow_symlinks: bool = False, **_: Any) -> Iterator[SampleRecord | ImportErrorRow]:
+    """Image paths (Folder/Filename) are confined to `images_root` (default: the annotation file's
+    folder); see `path_confine`."""
     if not path.is_file():
         yield ImportErrorRow(str(path), "Emotic annotations file not found (expected Annotations.mat or a CSV)")
         return
     root = images_root or path.parent
     if path.suffix.lower() == ".mat":
-        yield from _iter_mat(path, root, split)
+        yield from _iter_mat(path, root, split, follow_symlinks)
     else:
-        yield from _iter_csv(path, root)
+        yield from _iter_csv(path, root, follow_symlinks)
 
 
 def _literal(text: str, column: str) -> Any:
@@ -90,31 +93,38 @@ def _literal(text: str, column: str) -> Any:
         raise ValueError(f"column {column!r} is not a list literal: {text[:60]!r}") from None
 
 
-def _iter_csv(path: Path, root: Path) -> Iterator[SampleRecord | ImportErrorRow]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        required = ["Folder", "Filename", "BBox", "Categorical_Labels", "Continuous_Labels"]
-        missing = [c for c in required if c not in fields]
-        if missing:
-            yield ImportErrorRow(f"{path.name}:1", f"missing column(s) {', '.join(missing)} "
-                                 f"(expected {', '.join(CSV_COLUMNS)})")
-            return
+def _iter_csv(path: Path, root: Path, follow_symlinks: bool) -> Iterator[SampleRecord | ImportErrorRow]:
+    required = ["Folder", "Filename", "BBox", "Categorical_Labels", "Continuous_Labels"]
+    fields: list[str] | None = None
+    for raw in csv_rows_read(path):
+        location = f"{path.name}:{raw.line}"
+        if raw.cells is None:
+            yield ImportErrorRow(location, raw.error)
+            if fields is None:
+                return
+            continue
+        if fields is None:
+            fields = raw.cells
+            missing = [c for c in required if c not in fields]
+            if missing:
+                yield ImportErrorRow(location, f"missing column(s) {', '.join(missing)} "
+                                     f"(expected {', '.join(CSV_COLUMNS)})")
+                return
+            continue
         # Some conversions keep pandas' unnamed index column; it is ignored.
-        for row in reader:
-            location = f"{path.name}:{reader.line_num}"
-            try:
-                if any(row.get(c) in (None, "") for c in required):
-                    empty = [c for c in required if row.get(c) in (None, "")]
-                    raise ValueError(f"missing value in column(s) {', '.join(empty)}")
-                categories = _literal(row["Categorical_Labels"], "Categorical_Labels")
-                continuous = _literal(row["Continuous_Labels"], "Continuous_Labels")
-                meta = {k: row[k] for k in ("Gender", "Age", "Image Size") if row.get(k)}
-                yield _record(location=location, images_root=root, folder=row["Folder"], filename=row["Filename"],
-                              box_raw=_literal(row["BBox"], "BBox"), categories=list(categories),
-                              continuous=list(continuous), meta=meta)
-            except ValueError as exc:
-                yield ImportErrorRow(location, str(exc))
+        row = dict(zip(fields, raw.cells, strict=False))
+        try:
+            if any(row.get(c) in (None, "") for c in required):
+                empty = [c for c in required if row.get(c) in (None, "")]
+                raise ValueError(f"missing value in column(s) {', '.join(empty)}")
+            categories = _literal(row["Categorical_Labels"], "Categorical_Labels")
+            continuous = _literal(row["Continuous_Labels"], "Continuous_Labels")
+            meta = {k: row[k] for k in ("Gender", "Age", "Image Size") if row.get(k)}
+            yield _record(location=location, images_root=root, folder=row["Folder"], filename=row["Filename"],
+                          box_raw=_literal(row["BBox"], "BBox"), categories=list(categories),
+                          continuous=list(continuous), meta=meta, follow_symlinks=follow_symlinks)
+        except ValueError as exc:
+            yield ImportErrorRow(location, str(exc))
 
 
 def _arr(value: Any) -> np.ndarray:
@@ -154,7 +164,8 @@ def _person_continuous(person: Any) -> list[float] | None:
     return [float(x) for x in np.mean(np.asarray(triples), axis=0)]
 
 
-def _iter_mat(path: Path, root: Path, split: str | None) -> Iterator[SampleRecord | ImportErrorRow]:
+def _iter_mat(path: Path, root: Path, split: str | None,
+              follow_symlinks: bool) -> Iterator[SampleRecord | ImportErrorRow]:
     from scipy.io import loadmat
 
     try:
@@ -175,7 +186,7 @@ def _iter_mat(path: Path, root: Path, split: str | None) -> Iterator[SampleRecor
                     yield _record(
                         location=location, images_root=root, folder=str(entry.folder), filename=str(entry.filename),
                         box_raw=person.body_bbox, categories=_person_categories(person),
-                        continuous=_person_continuous(person),
+                        continuous=_person_continuous(person), follow_symlinks=follow_symlinks,
                         meta={"split": split_name, "gender": str(getattr(person, "gender", "")),
                               "age": str(getattr(person, "age", ""))},
                     )

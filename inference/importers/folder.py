@@ -1,35 +1,90 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import ImportErrorRow, SampleRecord, normalize_label
+from .base import ImportErrorRow, PathRefused, SampleRecord, normalize_label, path_confine
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def iter_folder(root: Path, *, label_set: list[str]) -> Iterator[SampleRecord | ImportErrorRow]:
-    """One sub-folder per class (FER-style, IIMI): `root/<label>/<image>`."""
+def iter_folder(root: Path, *, label_set: list[str],
+                follow_symlinks: bool = False) -> Iterator[SampleRecord | ImportErrorRow]:
+    """One sub-folder per class (FER-style, IIMI): `root/<label>/<image>`. Every class folder and file is
+    confined to `root` (see `path_confine`): a symbolic link leading outside is reported, not followed,
+    unless `follow_symlinks`."""
     if not root.is_dir():
         yield ImportErrorRow(str(root), "folder format expects a directory with one sub-folder per class")
         return
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    base = root.resolve()
+    class_dirs: list[Path] = []
+    for entry in sorted(base.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        try:
+            path_confine(root=base, relative=entry.name, follow_symlinks=follow_symlinks)
+        except PathRefused as exc:
+            yield ImportErrorRow(entry.name, f"class folder not read: {exc}")
+            continue
+        if entry.is_dir():
+            class_dirs.append(entry)
     if not class_dirs:
         yield ImportErrorRow(str(root), "no class sub-folders found")
         return
     for class_dir in class_dirs:
         label = normalize_label(class_dir.name, label_set)
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files, refused = _class_files(base, class_dir, follow_symlinks=follow_symlinks)
+        yield from refused
         if label is None:
             yield ImportErrorRow(
-                str(class_dir),
+                class_dir.name,
                 f"folder name {class_dir.name!r} is not a label of the label set ({', '.join(label_set)}); "
                 f"its {len(files)} file(s) were skipped",
             )
             continue
-        for path in files:
-            rel = path.relative_to(root).as_posix()
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                yield ImportErrorRow(rel, f"not an image file extension ({path.suffix or 'none'})")
+        for rel in files:
+            if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
+                yield ImportErrorRow(rel, f"not an image file extension ({Path(rel).suffix or 'none'})")
                 continue
-            yield SampleRecord(location=rel, external_id=rel, image_path=path, labels=[label])
+            yield SampleRecord(location=rel, external_id=rel, image_path=base / rel, labels=[label])
+
+
+def _class_files(base: Path, class_dir: Path, *, follow_symlinks: bool) -> tuple[list[str], list[ImportErrorRow]]:
+    """Relative paths (posix) of the non-hidden files under a class folder, and the links refused.
+
+    Links are walked (a link inside the dataset is fine) but each entry is confined; `seen` stops a link
+    to an enclosing folder from looping."""
+    files: list[str] = []
+    refused: list[ImportErrorRow] = []
+    seen: set[str] = set()
+    for folder, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        rel_folder = Path(folder).relative_to(base)
+        kept = []
+        for name in sorted(dirnames):
+            if name.startswith("."):
+                continue
+            rel = (rel_folder / name).as_posix()
+            try:
+                path_confine(root=base, relative=rel, follow_symlinks=follow_symlinks)
+            except PathRefused as exc:
+                refused.append(ImportErrorRow(rel, f"folder not read: {exc}"))
+                continue
+            kept.append(name)
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            rel = (rel_folder / name).as_posix()
+            try:
+                path_confine(root=base, relative=rel, follow_symlinks=follow_symlinks)
+            except PathRefused as exc:
+                refused.append(ImportErrorRow(rel, str(exc)))
+                continue
+            files.append(rel)
+    return sorted(files), refused

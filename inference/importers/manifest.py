@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from .base import ImportErrorRow, SampleRecord, normalize_label, unit_interval
+from .base import ImportErrorRow, SampleRecord, normalize_label, path_confine, unit_interval
+from .rows import csv_rows_read
 
 LABEL_SEPARATORS = (";", "|")
 
@@ -47,7 +47,8 @@ def _optional_float(row: dict, key: str) -> float | None:
         raise ValueError(f"{key} {value!r} is not a number") from None
 
 
-def _record(row: dict, *, location: str, base: Path, label_set: list[str], multilabel: bool) -> SampleRecord:
+def _record(row: dict, *, location: str, base: Path, label_set: list[str], multilabel: bool,
+            follow_symlinks: bool) -> SampleRecord:
     image = row.get("image")
     if not isinstance(image, str) or not image.strip():
         raise ValueError("missing value in column 'image'")
@@ -67,7 +68,7 @@ def _record(row: dict, *, location: str, base: Path, label_set: list[str], multi
     record = SampleRecord(
         location=location,
         external_id=image.strip(),
-        image_path=(base / image.strip()),
+        image_path=path_confine(root=base, relative=image.strip(), follow_symlinks=follow_symlinks),
         labels=labels,
         gt_valence=None if valence is None else unit_interval(valence, what="valence"),
         gt_arousal=None if arousal is None else unit_interval(arousal, what="arousal"),
@@ -78,55 +79,63 @@ def _record(row: dict, *, location: str, base: Path, label_set: list[str], multi
 
 
 def iter_manifest(
-    path: Path, *, label_set: list[str], multilabel: bool = False
+    path: Path, *, label_set: list[str], multilabel: bool = False, follow_symlinks: bool = False
 ) -> Iterator[SampleRecord | ImportErrorRow]:
     """CSV (header row; columns image, label|labels, valence, arousal, reference_description…) or JSONL
-    (one object per line, same keys; `references` may be a list). Image paths are relative to the manifest."""
+    (one object per line, same keys; `references` may be a list). Image paths are relative to the
+    manifest and may not leave its folder (`path_confine`). Read row by row (`importers.rows`): a bad
+    row, including invalid UTF-8 or an oversized cell, is reported with its line and the rest read."""
     if not path.is_file():
         yield ImportErrorRow(str(path), "manifest file not found")
         return
-    base = path.parent
+    options = {"base": path.parent, "label_set": label_set, "multilabel": multilabel,
+               "follow_symlinks": follow_symlinks}
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                location = f"{path.name}:{number}"
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    if not isinstance(row, dict):
-                        raise ValueError("a JSONL line must be an object")
-                    yield _record(row, location=location, base=base, label_set=label_set, multilabel=multilabel)
-                except json.JSONDecodeError as exc:
-                    yield ImportErrorRow(location, f"invalid JSON ({exc.msg})")
-                except ValueError as exc:
-                    yield ImportErrorRow(location, str(exc))
+        yield from _iter_jsonl(path, options)
         return
-    try:
-        handle = path.open(encoding="utf-8-sig", newline="")
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-    except UnicodeDecodeError:
-        yield ImportErrorRow(path.name, "manifest is not UTF-8 text")
-        return
-    with handle:
-        if "image" not in fields:
-            yield ImportErrorRow(f"{path.name}:1", f"missing required column 'image' (columns: {', '.join(fields)})")
-            return
+    fields: list[str] | None = None
+    for raw in csv_rows_read(path):
+        location = f"{path.name}:{raw.line}"
+        if raw.cells is None:
+            yield ImportErrorRow(location, raw.error)
+            if fields is None:  # an unreadable header: nothing else can be read
+                return
+            continue
+        if fields is None:
+            fields = raw.cells
+            if "image" not in fields:
+                yield ImportErrorRow(location, f"missing required column 'image' (columns: {', '.join(fields)})")
+                return
+            continue
+        if len(raw.cells) > len(fields):
+            yield ImportErrorRow(location, f"row has {len(raw.cells)} cells, header has {len(fields)}")
+            continue
+        if len(raw.cells) < len(fields):
+            yield ImportErrorRow(location, f"row has fewer cells than the header's {len(fields)} columns")
+            continue
         try:
-            for row in reader:
-                location = f"{path.name}:{reader.line_num}"
-                if None in row:
-                    yield ImportErrorRow(location, f"row has {len(fields) + len(row[None])} cells, header has {len(fields)}")
-                    continue
-                if any(row.get(name) is None for name in fields):
-                    yield ImportErrorRow(location, f"row has fewer cells than the header's {len(fields)} columns")
-                    continue
-                try:
-                    yield _record(row, location=location, base=base, label_set=label_set, multilabel=multilabel)
-                except ValueError as exc:
-                    yield ImportErrorRow(location, str(exc))
-        except UnicodeDecodeError:
-            yield ImportErrorRow(path.name, "manifest is not UTF-8 text")
-        except csv.Error as exc:
-            yield ImportErrorRow(f"{path.name}:{reader.line_num}", f"CSV error: {exc}")
+            yield _record(dict(zip(fields, raw.cells, strict=True)), location=location, **options)
+        except ValueError as exc:
+            yield ImportErrorRow(location, str(exc))
+
+
+def _iter_jsonl(path: Path, options: dict) -> Iterator[SampleRecord | ImportErrorRow]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            location = f"{path.name}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                yield ImportErrorRow(location, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise ValueError("a JSONL line must be an object")
+                yield _record(row, location=location, **options)
+            except json.JSONDecodeError as exc:
+                yield ImportErrorRow(location, f"invalid JSON ({exc.msg})")
+            except ValueError as exc:
+                yield ImportErrorRow(location, str(exc))

@@ -28,14 +28,16 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     errors: list[ImportErrorRow] = field(default_factory=list)
+    discarded: bool = False  # the dataset was new and no row imported: it was not kept
 
     @property
     def rows(self) -> int:
         return self.created + self.updated + self.unchanged + len(self.errors)
 
     def summary(self) -> str:
-        return (f"dataset {self.dataset.name}: {self.created} created, {self.updated} updated, "
+        text = (f"dataset {self.dataset.name}: {self.created} created, {self.updated} updated, "
                 f"{self.unchanged} unchanged, {len(self.errors)} error(s)")
+        return text + ("; nothing imported, so the dataset was not created" if self.discarded else "")
 
 
 def image_store(*, data: bytes, sha256: str, extension: str) -> str:
@@ -71,10 +73,15 @@ def dataset_import(
     fmt: str,
     label_set: str | None = None,
     images_root: str | Path | None = None,
+    follow_symlinks: bool = False,
     progress: Callable[[int], None] | None = None,
     records: Iterable[SampleRecord | ImportErrorRow] | None = None,
 ) -> ImportReport:
-    """Import (or re-import) a dataset. Safe to re-run: unchanged rows are left alone."""
+    """Import (or re-import) a dataset. Safe to re-run: unchanged rows are left alone.
+
+    Image paths stay inside the dataset folder; `follow_symlinks` lets symbolic links lead outside it.
+    A new dataset none of whose rows imported is deleted again (`report.discarded`): a failed import
+    leaves nothing behind."""
     if fmt not in FORMATS:
         raise ImportFailed(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
     source = Path(path).expanduser()
@@ -84,12 +91,12 @@ def dataset_import(
     existing = Dataset.objects.filter(name=name).first()
     if existing and existing.format != fmt:
         raise ImportFailed(f"dataset {name!r} already exists with format {existing.format!r}, not {fmt!r}")
-    dataset, _ = Dataset.objects.get_or_create(
+    dataset, created_now = Dataset.objects.get_or_create(
         name=name,
         defaults={"format": fmt, "source_path": str(source.resolve()), "label_set": labels, "multilabel": multilabel},
     )
     report = ImportReport(dataset=dataset)
-    kwargs: dict = {"label_set": labels}
+    kwargs: dict = {"label_set": labels, "follow_symlinks": follow_symlinks}
     if fmt == "manifest":
         kwargs["multilabel"] = multilabel
     if fmt == "emotic" and images_root:
@@ -129,4 +136,7 @@ def dataset_import(
                     setattr(sample, key, value)
                 sample.save()
                 report.updated += 1
+    if created_now and not dataset.samples.exists():
+        dataset.delete()
+        report.discarded = True
     return report

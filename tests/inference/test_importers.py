@@ -256,7 +256,8 @@ def test_the_command_prints_a_summary_and_row_errors(tmp_path, capsys) -> None:
     shutil.copy(FACES / "biden.jpg", tmp_path / "b.jpg")
     manifest = tmp_path / "m.csv"
     manifest.write_text("image,label\nb.jpg,neutral\nb.jpg,neutral\n")
-    call_command("import_dataset", str(manifest), "--name", "cmd", "--format", "manifest")
+    with pytest.raises(CommandError, match="1 row\\(s\\) failed"):  # a partial import exits non-zero
+        call_command("import_dataset", str(manifest), "--name", "cmd", "--format", "manifest")
     out, err = capsys.readouterr()
     assert "dataset cmd: 1 created, 0 updated, 0 unchanged, 1 error(s)" in out
     assert "m.csv:3: duplicate of m.csv:2" in err

@@ -22,10 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--images-root", default=None,
                             help="Emotic only: folder the Folder/Filename columns are relative to "
                                  "(default: the annotation file's folder).")
+        parser.add_argument("--follow-symlinks", action="store_true",
+                            help="Follow symbolic links that lead outside the dataset folder (refused by default).")
         parser.add_argument("--max-errors-shown", type=int, default=50, help="How many row errors to print.")
 
     def handle(self, *args, path: str, name: str, fmt: str, label_set: str | None, images_root: str | None,
-               max_errors_shown: int, **options) -> None:
+               max_errors_shown: int, follow_symlinks: bool = False, **options) -> None:
         from django.utils.text import slugify
 
         if slugify(name) != name:
@@ -33,7 +35,7 @@ class Command(BaseCommand):
         bar = tqdm(desc=f"import {name}", unit="row", disable=options.get("verbosity", 1) == 0)
         try:
             report = dataset_import(path=path, name=name, fmt=fmt, label_set=label_set, images_root=images_root,
-                                    progress=bar.update)
+                                    follow_symlinks=follow_symlinks, progress=bar.update)
         except ImportFailed as exc:
             raise CommandError(str(exc)) from exc
         finally:
@@ -43,3 +45,5 @@ class Command(BaseCommand):
         if len(report.errors) > max_errors_shown:
             self.stderr.write(f"  … and {len(report.errors) - max_errors_shown} more")
         self.stdout.write(report.summary())
+        if report.errors:  # scripts must notice a partial import
+            raise CommandError(f"{len(report.errors)} row(s) failed to import (listed above)")
