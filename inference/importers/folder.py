@@ -65,26 +65,24 @@ def _class_files(base: Path, class_dir: Path, *, follow_symlinks: bool) -> tuple
             continue
         seen.add(real)
         rel_folder = Path(folder).relative_to(base)
-        kept = []
-        for name in sorted(dirnames):
-            if name.startswith("."):
-                continue
-            rel = (rel_folder / name).as_posix()
-            try:
-                path_confine(root=base, relative=rel, follow_symlinks=follow_symlinks)
-            except PathRefused as exc:
-                refused.append(ImportErrorRow(rel, f"folder not read: {exc}"))
-                continue
-            kept.append(name)
-        dirnames[:] = kept
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            rel = (rel_folder / name).as_posix()
-            try:
-                path_confine(root=base, relative=rel, follow_symlinks=follow_symlinks)
-            except PathRefused as exc:
-                refused.append(ImportErrorRow(rel, str(exc)))
-                continue
-            files.append(rel)
+        dirnames[:] = _confined(base, rel_folder, dirnames, refused, follow_symlinks, what="folder not read: ")
+        files.extend((rel_folder / name).as_posix()
+                     for name in _confined(base, rel_folder, filenames, refused, follow_symlinks, what=""))
     return sorted(files), refused
+
+
+def _confined(base: Path, rel_folder: Path, names: list[str], refused: list[ImportErrorRow],
+              follow_symlinks: bool, *, what: str) -> list[str]:
+    """The non-hidden `names` inside `rel_folder` that stay in the dataset; the others go to `refused`."""
+    kept = []
+    for name in sorted(names):
+        if name.startswith("."):
+            continue
+        rel = (rel_folder / name).as_posix()
+        try:
+            path_confine(root=base, relative=rel, follow_symlinks=follow_symlinks)
+        except PathRefused as exc:
+            refused.append(ImportErrorRow(rel, f"{what}{exc}"))
+            continue
+        kept.append(name)
+    return kept
