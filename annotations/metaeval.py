@@ -1,0 +1,462 @@
+"""Metric meta-evaluation: does an automatic score agree with human ratings, and which one agrees better?
+
+Pure functions over arrays and dicts (no ORM; CONVENTIONS.md rule 7), used by the study report and
+by `manage.py meta_eval`. As in the WMT metrics shared tasks (Mathur et al. 2020; Freitag et al.
+2021) and Deutsch et al. (2021) on confidence intervals for metric correlations:
+
+* item level: Spearman, Kendall tau-b and Pearson of each metric with the mean human rating, with
+  percentile bootstrap CIs over items; every metric is resampled with the SAME items, so
+* comparisons between metrics are paired: the difference of two correlations gets a paired bootstrap
+  CI and p-value, and Pearson differences also Williams' (1959) t-test for dependent correlations
+  sharing one variable (Steiger 1980, eq. 7); all p-values shown are Holm-corrected together;
+* grouped ("within sample"): the correlation among the descriptions of one sample (face), averaged
+  over samples; CI by resampling samples;
+* system level: per system (LLM config x prompt) mean metric vs mean human score, Pearson and
+  Kendall over systems, and pairwise accuracy (share of system pairs the metric orders as humans
+  do; Kocmi et al. 2021), CIs by resampling items;
+* per-rater z-normalised human scores (WMT direct assessment) side by side with raw.
+
+Every figure of one comparison uses the same items: those with >= 2 usable ratings and a score from
+every metric. Metrics whose scores are identical on every item (the same checkpoint under two
+names) are shown once, with both names.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from annotations import agreement as A
+from annotations import reliability as REL
+
+METHODS = ("spearman", "kendall", "pearson")
+SYMBOLS = {"spearman": "ρ", "kendall": "τ", "pearson": "r"}
+MIN_ITEMS_FOR_CI = 10
+BOOTSTRAP_NOTE = "percentile bootstrap over items (all metrics resampled with the same items)"
+
+
+class MetaEvalInputError(ValueError):
+    """The ratings or scores cannot be analysed as given."""
+
+
+# --- small pure helpers -------------------------------------------------------------------------
+
+def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm (1979) step-down adjusted p-values; None entries are skipped and stay None."""
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    m = len(present)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+def williams_test(*, r12: float, r13: float, r23: float, n: int) -> tuple[float, float]:
+    """Williams' t for H0: rho12 = rho13 (variable 1 shared), df = n - 3; two-sided p.
+
+    t = (r12 - r13) sqrt((n-1)(1+r23) / (2 (n-1)/(n-3) |R| + rbar^2 (1-r23)^3)),
+    |R| = 1 - r12^2 - r13^2 - r23^2 + 2 r12 r13 r23, rbar = (r12 + r13) / 2 (Steiger 1980, eq. 7).
+    """
+    if n < 4:
+        raise MetaEvalInputError("Williams' test needs at least 4 items")
+    det = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
+    rbar = (r12 + r13) / 2
+    denom = 2 * (n - 1) / (n - 3) * det + rbar**2 * (1 - r23) ** 3
+    if denom <= 0:
+        return (0.0, 1.0) if r12 == r13 else (math.copysign(math.inf, r12 - r13), 0.0)
+    t = (r12 - r13) * math.sqrt((n - 1) * (1 + r23) / denom)
+    return float(t), float(2 * stats.t.sf(abs(t), n - 3))
+
+
+def human_scores(
+    *, units: Sequence[Hashable], raters: Sequence[Hashable], values: Sequence[float], znorm: bool = False,
+) -> dict[Hashable, tuple[float, int]]:
+    """Per unit: (mean rating, number of ratings). With znorm, each rater's ratings are first
+    standardised by that rater's own mean and SD (WMT DA); a rater with no spread contributes 0."""
+    vals = np.asarray(values, dtype=float)
+    if znorm:
+        rater_ids, ri = np.unique(np.asarray(raters, dtype=str), return_inverse=True)
+        cnt = np.bincount(ri)
+        mean = np.bincount(ri, weights=vals) / cnt
+        var = np.bincount(ri, weights=(vals - mean[ri]) ** 2) / cnt
+        sd = np.sqrt(var)
+        vals = np.where(sd[ri] > 0, (vals - mean[ri]) / np.where(sd[ri] > 0, sd[ri], 1.0), 0.0)
+    sums: dict[Hashable, list[float]] = {}
+    for u, v in zip(units, vals, strict=True):
+        entry = sums.setdefault(u, [0.0, 0])
+        entry[0] += float(v)
+        entry[1] += 1
+    return {u: (s / c, int(c)) for u, (s, c) in sums.items()}
+
+
+def _correlation(method: str, x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None, None
+    fn = {"pearson": stats.pearsonr, "spearman": stats.spearmanr, "kendall": stats.kendalltau}[method]
+    res = fn(x, y)
+    return float(res.statistic), float(res.pvalue)
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _quantiles(samples: np.ndarray, confidence: float) -> list[float] | None:
+    valid = samples[~np.isnan(samples)]
+    if not len(valid):
+        return None
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(valid, [tail, 1 - tail])
+    return [float(low), float(high)]
+
+
+def _boot_p(samples: np.ndarray, observed: float) -> float | None:
+    """Two-sided paired-bootstrap p for H0: difference = 0, from the centred bootstrap distribution."""
+    valid = samples[~np.isnan(samples)]
+    if not len(valid):
+        return None
+    extreme = np.sum(np.abs(valid - observed) >= abs(observed) - 1e-12)
+    return float((1 + extreme) / (1 + len(valid)))
+
+
+def _boot_correlations(
+    *, human: np.ndarray, metrics: Mapping[str, np.ndarray], resamples: int, rng: np.random.Generator,
+    chunk: int = 200,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Bootstrap correlations of every metric with the human score, all on the same resampled items."""
+    n = len(human)
+    out = {name: {m: np.empty(resamples) for m in METHODS} for name in metrics}
+    for start in range(0, resamples, chunk):
+        stop = min(start + chunk, resamples)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        hb = human[idx]
+        hr = stats.rankdata(hb, axis=1)
+        for name, x in metrics.items():
+            xb = x[idx]
+            out[name]["pearson"][start:stop] = A._rowwise_pearson(xb, hb)
+            out[name]["spearman"][start:stop] = A._rowwise_pearson(stats.rankdata(xb, axis=1), hr)
+            out[name]["kendall"][start:stop] = A._kendall_resampled(x, human, idx)
+    return out
+
+
+# --- the analysis -------------------------------------------------------------------------------
+
+def metaeval_compute(
+    *,
+    units: Sequence[Hashable],
+    raters: Sequence[Hashable],
+    values: Sequence[float],
+    scores: Mapping[str, Mapping[Hashable, float]],
+    systems: Mapping[Hashable, str] | None = None,
+    groups: Mapping[Hashable, Hashable] | None = None,
+    labels: Mapping[str, str] | None = None,
+    resamples: int = 1000,
+    seed: int | None = A.DEFAULT_SEED,
+    confidence: float = 0.95,
+    znorm: bool = True,
+) -> dict[str, Any]:
+    """Everything the report and `meta_eval` show, as one JSON-ready dict (see the module docstring)."""
+    if resamples < 1:
+        raise MetaEvalInputError("resamples must be at least 1")
+    if not 0 < confidence < 1:
+        raise MetaEvalInputError("confidence must be between 0 and 1")
+    labels = dict(labels or {})
+    raw = human_scores(units=units, raters=raters, values=values)
+    rated = {u for u, (_, c) in raw.items() if c >= 2}
+    names = sorted(scores)
+    common = sorted((u for u in rated if all(u in scores[m] for m in names)), key=_sort_key)
+    notes: list[str] = []
+    dropped_single = sum(1 for _, c in raw.values() if c < 2)
+    if dropped_single:
+        notes.append(f"{dropped_single} item(s) with fewer than two ratings are left out of every figure.")
+    missing_scores = len(rated) - len(common)
+    if missing_scores:
+        notes.append(f"{missing_scores} rated item(s) lack a score from some metric and are left out of every "
+                     "figure, so all metrics are compared on the same items.")
+    common_set = set(common)
+    keep = [i for i, u in enumerate(units) if u in common_set]
+    sub_units = [units[i] for i in keep]
+    sub_raters = [raters[i] for i in keep]
+    sub_values = [float(values[i]) for i in keep]
+    rel = REL.reliability_compute(units=sub_units, raters=sub_raters, values=sub_values, seed=seed,
+                                  confidence=confidence)
+    ceiling: REL.Ceiling = rel.pop("_ceiling")
+    human = np.array([raw[u][0] for u in common])
+    arrays = {m: np.array([float(scores[m][u]) for u in common]) for m in names}
+    # The same checkpoint under two names gives identical scores: show it once, with both names.
+    merged: dict[str, list[str]] = {}
+    for m in names:
+        twin = next((k for k in merged if np.array_equal(arrays[k], arrays[m])), None)
+        if twin is None:
+            merged[m] = [m]
+        else:
+            merged[twin].append(m)
+    identical = [group for group in merged.values() if len(group) > 1]
+    for group in identical:
+        notes.append(f"{' and '.join(group)} gave identical scores on every item (the same checkpoint): "
+                     "shown once.")
+    shown = {" = ".join(group): arrays[key] for key, group in merged.items()}
+    for group in merged.values():
+        labels.setdefault(" = ".join(group), " = ".join(labels.get(g, g) for g in group))
+    rng = np.random.default_rng(seed)
+    n = len(common)
+    small = n < MIN_ITEMS_FOR_CI
+    if small:
+        notes.append(f"Only {n} item(s): too few for confidence intervals or tests (need {MIN_ITEMS_FOR_CI}); "
+                     "point values are shown for orientation only.")
+    boot = ({} if small or not shown else
+            _boot_correlations(human=human, metrics=shown, resamples=resamples, rng=rng))
+    metrics_out = {}
+    for name, x in shown.items():
+        metrics_out[name] = _metric_item_level(name=name, x=x, human=human, boot=boot.get(name),
+                                               confidence=confidence, ceiling=ceiling, label=labels[name])
+    if znorm and shown and n >= 3:
+        zs = human_scores(units=sub_units, raters=sub_raters, values=sub_values, znorm=True)
+        zhuman = np.array([zs[u][0] for u in common])
+        zboot = ({} if small else
+                 _boot_correlations(human=zhuman, metrics=shown, resamples=resamples,
+                                    rng=np.random.default_rng(seed)))
+        for name, x in shown.items():
+            z = _metric_item_level(name=name, x=x, human=zhuman, boot=zboot.get(name), confidence=confidence,
+                                   ceiling=None, label=labels[name])
+            metrics_out[name]["znorm"] = {m: z[m] for m in METHODS}
+    comparisons = _comparisons(shown=shown, human=human, boot=boot, metrics_out=metrics_out,
+                               confidence=confidence) if not small else []
+    result: dict[str, Any] = {
+        "items": n,
+        "ratings": len(sub_values),
+        "reliability": {"split_half_sb": rel["split_half"]["spearman_brown"], "split_half": rel["split_half"],
+                        "split_half_spearman": rel["split_half_spearman"],
+                        "icc2k": rel["icc"]["average"], "icc": rel["icc"]},
+        "ceiling": ceiling.ceiling,
+        "ceiling_detail": ceiling.as_dict(),
+        "metrics": metrics_out,
+        "comparisons": comparisons,
+        "identical": identical,
+        "params": {"resamples": resamples, "seed": seed, "confidence": confidence,
+                   "interval_method": BOOTSTRAP_NOTE},
+        "notes": notes,
+    }
+    if systems is not None:
+        result["system_level"] = _system_level(common=common, human=human, shown=shown, systems=systems,
+                                               resamples=resamples, seed=seed, confidence=confidence)
+    if groups is not None:
+        result["grouped"] = _grouped(common=common, human=human, shown=shown, groups=groups, resamples=resamples,
+                                     seed=seed, confidence=confidence)
+    result["headline"] = headline_text(result=result, labels=labels)
+    return result
+
+
+def _sort_key(u: Hashable) -> tuple[int, Any]:
+    return (0, u) if isinstance(u, int | float) else (1, str(u))
+
+
+def _metric_item_level(
+    *, name: str, x: np.ndarray, human: np.ndarray, boot: dict[str, np.ndarray] | None, confidence: float,
+    ceiling: REL.Ceiling | None, label: str,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"label": label, "n": len(x)}
+    for method in METHODS:
+        r, p = _correlation(method, x, human)
+        entry: dict[str, Any] = {"r": r, "p": p, "ci": None, "n": len(x), "undefined_resamples": 0, "reason": ""}
+        if r is None:
+            entry["reason"] = (f"only {len(x)} item(s)" if len(x) < 3
+                               else "no variation in the " + ("metric's scores" if np.ptp(x) == 0
+                                                               else "human scores"))
+        elif boot is None:
+            entry["reason"] = f"no interval: only {len(x)} items (need {MIN_ITEMS_FOR_CI})"
+        else:
+            samples = boot[method]
+            entry["ci"] = _quantiles(samples, confidence)
+            entry["undefined_resamples"] = int(np.isnan(samples).sum())
+        out[method] = entry
+    if ceiling is not None:
+        out["disattenuated"] = {m: ceiling.disattenuate(out[m]["r"]) for m in ("spearman", "pearson")}
+        out["exceeds_ceiling"] = bool(ceiling.ceiling is not None and out["spearman"]["r"] is not None
+                                      and out["spearman"]["r"] > ceiling.ceiling)
+    return out
+
+
+def _comparisons(
+    *, shown: Mapping[str, np.ndarray], human: np.ndarray, boot: dict[str, dict[str, np.ndarray]],
+    metrics_out: dict[str, Any], confidence: float,
+) -> list[dict[str, Any]]:
+    """Every pair of metrics: Spearman difference (paired bootstrap) and Pearson difference (paired
+    bootstrap CI, Williams' test), ordered so that `a` is the better one; Holm over all p shown."""
+    rows = []
+    n = len(human)
+    for first, second in itertools.combinations(shown, 2):
+        for method in ("spearman", "pearson"):
+            ra, rb = metrics_out[first][method]["r"], metrics_out[second][method]["r"]
+            if ra is None or rb is None:
+                continue
+            a, b = (first, second) if ra >= rb else (second, first)
+            ra, rb = max(ra, rb), min(ra, rb)
+            diff = boot[a][method] - boot[b][method]
+            delta = ra - rb
+            row: dict[str, Any] = {"a": a, "b": b, "method": method, "delta": delta,
+                                   "ci": _quantiles(diff, confidence), "p": _boot_p(diff, delta),
+                                   "test": "paired bootstrap"}
+            if method == "pearson":
+                r23 = float(np.corrcoef(shown[a], shown[b])[0, 1])
+                t, p = williams_test(r12=ra, r13=rb, r23=r23, n=n)
+                row.update({"p": p, "t": t, "df": n - 3, "test": "Williams (1959) t, paired bootstrap CI"})
+            rows.append(row)
+    for row, adjusted in zip(rows, holm_adjust([r["p"] for r in rows]), strict=True):
+        row["p_holm"] = adjusted
+    return rows
+
+
+def _system_level(
+    *, common: list[Hashable], human: np.ndarray, shown: Mapping[str, np.ndarray], systems: Mapping[Hashable, str],
+    resamples: int, seed: int | None, confidence: float,
+) -> dict[str, Any]:
+    labels = [systems.get(u) for u in common]
+    present = [i for i, s in enumerate(labels) if s is not None]
+    names = sorted({labels[i] for i in present})
+    out: dict[str, Any] = {"systems": names, "items": len(present), "metrics": {}}
+    if len(names) < 3:
+        out["reason"] = f"{len(names)} system(s): correlations over systems need at least 3"
+    index = {s: j for j, s in enumerate(names)}
+    sys_idx = np.array([index[labels[i]] for i in present])
+    h = human[present]
+    onehot = np.zeros((len(present), len(names)))
+    onehot[np.arange(len(present)), sys_idx] = 1.0
+    rng = np.random.default_rng(seed)
+    weights = np.stack([np.bincount(rng.integers(0, len(present), len(present)), minlength=len(present))
+                        for _ in range(resamples)]).astype(float) if len(present) else np.zeros((0, 0))
+    per_system_h = (onehot.T @ h) / np.maximum(onehot.sum(axis=0), 1)
+    bw = weights @ onehot if len(present) else weights
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot_h = (weights @ (onehot * h[:, None])) / bw
+    out["human_means"] = {s: float(v) for s, v in zip(names, per_system_h, strict=True)}
+    for name, x in shown.items():
+        xs = x[present]
+        per_system_x = (onehot.T @ xs) / np.maximum(onehot.sum(axis=0), 1)
+        entry: dict[str, Any] = {"means": {s: float(v) for s, v in zip(names, per_system_x, strict=True)}}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot_x = (weights @ (onehot * xs[:, None])) / bw
+        entry["pairwise_accuracy"] = _finite(_pairwise_accuracy(per_system_x[None], per_system_h[None])[0])
+        entry["pairwise_accuracy_ci"] = _quantiles(_pairwise_accuracy(boot_x, boot_h), confidence)
+        if len(names) >= 3:
+            for method in ("pearson", "kendall"):
+                r, p = _correlation(method, per_system_x, per_system_h)
+                if method == "pearson":
+                    samples = A._rowwise_pearson(boot_x, boot_h)
+                else:
+                    samples = np.array([stats.kendalltau(bx, bh).statistic if np.ptp(bx) and np.ptp(bh) else np.nan
+                                        for bx, bh in zip(boot_x, boot_h, strict=True)])
+                entry[method] = {"r": r, "p": p, "ci": _quantiles(samples, confidence), "n": len(names)}
+        out["metrics"][name] = entry
+    out["method_note"] = ("per system: mean over its items; Pearson and Kendall over systems; pairwise accuracy "
+                          "(Kocmi et al. 2021) over system pairs that humans rank differently; CIs resample items")
+    return out
+
+
+def _pairwise_accuracy(metric_means: np.ndarray, human_means: np.ndarray) -> np.ndarray:
+    """Per row: share of system pairs with different human means that the metric orders the same way."""
+    s = metric_means.shape[1]
+    if s < 2:
+        return np.full(len(metric_means), np.nan)
+    i, j = np.triu_indices(s, 1)
+    dh = np.sign(human_means[:, i] - human_means[:, j])
+    dm = np.sign(metric_means[:, i] - metric_means[:, j])
+    counted = dh != 0
+    agree = (dh == dm) & counted
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counted.sum(axis=1) > 0, agree.sum(axis=1) / counted.sum(axis=1), np.nan)
+
+
+def _grouped(
+    *, common: list[Hashable], human: np.ndarray, shown: Mapping[str, np.ndarray], groups: Mapping[Hashable, Hashable],
+    resamples: int, seed: int | None, confidence: float,
+) -> dict[str, Any]:
+    """Kendall tau-b within each group (the descriptions of one sample), averaged over groups.
+
+    A group needs two or more items with different human means and different metric scores;
+    others are counted as skipped. Resampling whole groups leaves each group's tau unchanged, so
+    the bootstrap is a resampled mean of the per-group values."""
+    members: dict[Hashable, list[int]] = {}
+    for i, u in enumerate(common):
+        if u in groups:
+            members.setdefault(groups[u], []).append(i)
+    out: dict[str, Any] = {"groups": len(members), "metrics": {},
+                           "method_note": "Kendall tau-b among the items of one group, averaged over groups; "
+                                          "percentile bootstrap over groups"}
+    rng = np.random.default_rng(seed)
+    for name, x in shown.items():
+        taus = []
+        for idx in members.values():
+            if len(idx) < 2 or np.ptp(human[idx]) == 0 or np.ptp(x[idx]) == 0:
+                continue
+            taus.append(stats.kendalltau(x[idx], human[idx]).statistic)
+        vals = np.array(taus, dtype=float)
+        entry: dict[str, Any] = {"tau": float(vals.mean()) if len(vals) else None, "groups_used": len(vals),
+                                 "groups_skipped": len(members) - len(vals), "ci": None}
+        if len(vals) >= MIN_ITEMS_FOR_CI:
+            means = vals[rng.integers(0, len(vals), (resamples, len(vals)))].mean(axis=1)
+            entry["ci"] = _quantiles(means, confidence)
+        elif len(vals):
+            entry["reason"] = f"no interval: only {len(vals)} usable group(s) (need {MIN_ITEMS_FOR_CI})"
+        else:
+            entry["reason"] = "no group has two or more items that differ in both human and metric scores"
+        out["metrics"][name] = entry
+    return out
+
+
+# --- the plain-language answer ------------------------------------------------------------------
+
+def _f(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "—"
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
+def headline_text(*, result: dict[str, Any], labels: Mapping[str, str] | None = None) -> str:
+    """One paragraph answering "does the metric agree with humans, and which one agrees best?"."""
+    labels = labels or {}
+    n = result["items"]
+    metrics = result["metrics"]
+    defined = {k: v for k, v in metrics.items() if v["spearman"]["r"] is not None}
+    parts: list[str] = []
+    if not metrics:
+        return "No metric scores the rated items, so there is nothing to compare with the human ratings."
+    if not defined:
+        reasons = "; ".join(f"{k}: {v['spearman']['reason']}" for k, v in metrics.items())
+        return f"No metric's correlation with the mean human rating is defined over {n} item(s) ({reasons})."
+    best = max(defined, key=lambda k: defined[k]["spearman"]["r"])
+    rho = defined[best]["spearman"]
+    ci = f" [{_f(rho['ci'][0])}, {_f(rho['ci'][1])}]" if rho["ci"] else " (no interval)"
+    parts.append(f"{labels.get(best, best)}: ρ = {_f(rho['r'])}{ci} with the mean human rating over {n} "
+                 f"item{'s' if n != 1 else ''}")
+    ceiling = result["ceiling_detail"]
+    if ceiling["ceiling"] is None:
+        parts.append(ceiling["reason"])
+    else:
+        parts.append(f"the best any metric could reach is {_f(ceiling['ceiling'])} "
+                     f"(reliability {_f(ceiling['reliability'])})")
+        if defined[best]["spearman"]["r"] > ceiling["ceiling"]:
+            parts.append(f"{best}'s ρ is above that ceiling, which only sampling noise can explain")
+    rows = [c for c in result["comparisons"] if c["method"] == "spearman" and c["a"] == best]
+    if rows:
+        runner = max(rows, key=lambda c: defined.get(c["b"], {}).get("spearman", {}).get("r") or -2)
+        ci_d = f" [{_f(runner['ci'][0])}, {_f(runner['ci'][1])}]" if runner["ci"] else ""
+        verdict = ("agrees with humans better than" if runner["p_holm"] is not None and runner["p_holm"] < 0.05
+                   else "is not clearly better than")
+        parts.append(f"{best} {verdict} {runner['b']} (Δρ = {_f(runner['delta'])}{ci_d}, Holm p "
+                     f"{_p(runner['p_holm'])})")
+    elif len(defined) > 1:
+        parts.append("no comparison between metrics: too few items for a test")
+    text = "; ".join(parts) + "."
+    extra = [note for note in result["notes"] if note.startswith(("Only", "No ")) or "identical" in note]
+    return " ".join([text, *extra])
