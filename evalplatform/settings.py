@@ -171,6 +171,12 @@ FACE_DETECTOR_MODEL = env_path(
 FACE_SSD_PROTOTXT = env_path("FACE_SSD_PROTOTXT", ASSETS_DIR / "facechannel" / "deploy.prototxt")
 FACE_SSD_MODEL = env_str("FACE_SSD_MODEL", "")
 FACE_WHOLE_FRAME_FALLBACK = env_bool("FACE_WHOLE_FRAME_FALLBACK", False)
+# Smallest face worth finding (stored pixels); it sets the detector's input size (docs/va.md).
+FACE_MIN_SIZE = env_int("FACE_MIN_SIZE", 24)
+# fp32 (default, matches the authors' Keras model) | int8 (opt-in, static post-training quantisation).
+FACECHANNEL_PRECISION = env_str("FACECHANNEL_PRECISION", "fp32")
+FACECHANNEL_INT8_CALIBRATION = env_str("FACECHANNEL_INT8_CALIBRATION", "")  # folder of face images; empty: samples
+FACECHANNEL_INT8_MAX_DEVIATION = env_float("FACECHANNEL_INT8_MAX_DEVIATION", 0.02)
 EXPRESSION_MODEL = env_path(
     "EXPRESSION_MODEL", ASSETS_DIR / "fer-mini-xception" / "fer2013_mini_XCEPTION.102-0.66.onnx"
 )

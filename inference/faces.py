@@ -7,10 +7,17 @@ VA uses the largest face (ties broken by score), and the choice is recorded with
 
 Images are decoded exactly as stored (no EXIF rotation), so boxes share the pixel coordinates of
 `Sample.width/height` and of Emotic's body boxes, which were annotated on the stored pixels.
+
+Detection runs at the resolution the model needs, not at the stored one (`detect_scale`): FaceChannel
+takes a 64x64 face, and a face below FACE_MIN_SIZE px (default 24) is upsampled noise for it, so the
+detector only has to see such a face at its own smallest reliable size. A large JPEG is then decoded
+at 1/2, 1/4 or 1/8 scale in the DCT (`IMREAD_REDUCED_*`) when that still leaves the detector its
+input, and the face is cropped from the full-resolution pixels (decoded only when a face was found).
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +32,15 @@ DETECTORS = ("yunet", "haar", "ssd")
 # YuNet misses close-ups at full resolution (see the asset README: angry.jpg is only found at 640 px),
 # and every detector is faster on the smaller image.
 DETECT_MAX_SIDE = 640
+# The smallest face worth finding, in stored pixels (settings.FACE_MIN_SIZE): below ~24 px the 64x64
+# FaceChannel input is upsampled noise.
+FACE_MIN_SIZE = 24
+# The smallest face YuNet (score >= 0.7) finds reliably at its input. It finds some faces down to ~12 px,
+# but not all: with 16 or 12 here, tests/inference/test_faces_recall.py loses 5 or 12 faces that the
+# <= 640 px path finds; with 24 it loses none.
+YUNET_MIN_FACE = 24
+# cv2 decodes a JPEG at 1/2, 1/4, 1/8 scale in the DCT, far cheaper than decoding it whole and resizing.
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 YUNET_SCORE_THRESHOLD = 0.7
 YUNET_NMS_THRESHOLD = 0.3
 SSD_CONFIDENCE = 0.5  # the original FaceChannel's threshold
@@ -84,7 +100,13 @@ class FaceDetector(Protocol):
     name: str
     model_sha256: str
 
-    def detect(self, image: np.ndarray) -> list[FaceBox]: ...
+    def input_scale(self, width: int, height: int, *, min_face: int) -> float:
+        """The scale (<= 1) at which a width x height region is handed to `detect`."""
+        ...
+
+    def detect(self, image: np.ndarray) -> list[FaceBox]:
+        """Faces in exactly these pixels (already scaled by `input_scale`), in their coordinates."""
+        ...
 
 
 def file_sha256(path: str) -> str:
@@ -133,13 +155,94 @@ def clip_box(box: list[int] | tuple[int, ...], width: int, height: int) -> list[
     return [x0, y0, x1 - x0, y1 - y0]
 
 
-def _downscale(image: np.ndarray) -> tuple[np.ndarray, float]:
-    height, width = image.shape[:2]
-    scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    if scale >= 1.0:
-        return image, 1.0
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
+def _max_side_scale(width: int, height: int) -> float:
+    return min(1.0, DETECT_MAX_SIDE / max(width, height))
+
+
+def detect_scale(width: int, height: int, *, min_face: int = FACE_MIN_SIZE, detector_min_face: int = YUNET_MIN_FACE,
+                 ) -> float:
+    """Scale of the detector's input for a width x height region: never above the stored pixels or
+    DETECT_MAX_SIDE, and no larger than a `min_face` px face needs to appear at `detector_min_face` px.
+
+    With the defaults (24 px faces, YuNet's 24 px) this is the <= 640 px rule; a larger FACE_MIN_SIZE
+    (a dataset of close-ups) lets detection run on fewer pixels.
+    """
+    if min_face < 1:
+        raise ValueError(f"smallest face size must be a positive number of pixels, got {min_face!r}")
+    return min(_max_side_scale(width, height), detector_min_face / min_face)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a baseline/progressive JPEG from its header, or None for anything else."""
+    if not data.startswith(b"\xff\xd8\xff"):
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as handle:  # reads the header only
+            return handle.size if handle.format == "JPEG" else None
+    except Exception:  # noqa: BLE001 - a broken header: decode it the ordinary way, which reports the error
+        return None
+
+
+class DecodedImage:
+    """One stored image, decoded only at the resolutions asked for.
+
+    `at_scale` gives a region at the detector's scale, from a DCT-reduced decode of a JPEG when one is
+    large enough; `full` is decoded (once) only when something needs the stored pixels, e.g. the crop.
+    """
+
+    def __init__(self, data: bytes | None = None, *, array: np.ndarray | None = None) -> None:
+        if (data is None) == (array is None):
+            raise ValueError("give the image bytes or a decoded array, not both")
+        self._data = data
+        self._full = array
+        self._reduced: dict[int, np.ndarray] = {}
+        size = None if data is None else _jpeg_size(data)
+        if size is None:  # not a JPEG (or an unreadable header): decode now, reporting a bad file at once
+            self._full = image_decode(data) if array is None else array
+            self.height, self.width = self._full.shape[:2]
+        else:
+            self.width, self.height = size
+
+    @property
+    def full(self) -> np.ndarray:
+        if self._full is None:
+            self._full = image_decode(self._data)
+            if self._full.shape[:2] != (self.height, self.width):
+                raise ValueError(f"image header says {self.width}x{self.height}, pixels are "
+                                 f"{self._full.shape[1]}x{self._full.shape[0]}")
+        return self._full
+
+    def _source(self, scale: float) -> tuple[np.ndarray, int]:
+        """The least-decoded pixels that still have `scale` of the stored resolution, and their factor."""
+        if self._full is None and self._data is not None:
+            for factor in (8, 4, 2):
+                if scale * factor <= 1.0 and min(self.width, self.height) >= 8 * factor:
+                    reduced = self._reduced.get(factor)
+                    if reduced is None:
+                        reduced = cv2.imdecode(np.frombuffer(self._data, np.uint8),
+                                               _REDUCED_FLAGS[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+                        if reduced is None or reduced.size == 0:
+                            break  # a truncated file: the full decode raises the explanatory error
+                        self._reduced[factor] = reduced
+                    return reduced, factor
+        return self.full, 1
+
+    def at_scale(self, region: list[int], scale: float) -> tuple[np.ndarray, int, int]:
+        """The region's pixels resized by `scale`, and the stored-pixel origin of what was taken (a
+        reduced decode can start the region up to factor - 1 pixels early)."""
+        x, y, w, h = region
+        source, factor = self._source(scale)
+        sh, sw = source.shape[:2]
+        # Reduced decodes are ceil(size / factor) pixels; map the region onto them.
+        x0, y0 = min(sw - 1, x // factor), min(sh - 1, y // factor)
+        x1, y1 = max(x0 + 1, min(sw, -(-(x + w) // factor))), max(y0 + 1, min(sh, -(-(y + h) // factor)))
+        pixels = source[y0:y1, x0:x1]
+        target = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if (pixels.shape[1], pixels.shape[0]) != target:
+            pixels = cv2.resize(pixels, target, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(pixels), x0 * factor, y0 * factor
 
 
 def _required_file(setting: str) -> str:
@@ -174,15 +277,18 @@ class YuNetDetector:
             self._local.detector = detector
         return detector
 
+    def input_scale(self, width: int, height: int, *, min_face: int) -> float:
+        return detect_scale(width, height, min_face=min_face, detector_min_face=YUNET_MIN_FACE)
+
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        small, scale = _downscale(image)
         detector = self._instance()
-        detector.setInputSize((small.shape[1], small.shape[0]))
-        _, faces = detector.detect(small)
+        detector.setInputSize((image.shape[1], image.shape[0]))
+        _, faces = detector.detect(image)
         if faces is None:
             return []
-        return [FaceBox(int(round(f[0] / scale)), int(round(f[1] / scale)), int(round(f[2] / scale)),
-                        int(round(f[3] / scale)), float(f[-1])) for f in faces]
+        # YuNet decodes boxes through exp(); a non-finite one came back once in these tests: it is no face.
+        return [FaceBox(float(f[0]), float(f[1]), float(f[2]), float(f[3]), float(f[-1])) for f in faces
+                if np.isfinite(f[:4]).all()]
 
 
 class HaarDetector:
@@ -194,16 +300,17 @@ class HaarDetector:
         self._path = path
         self._local = threading.local()
 
+    def input_scale(self, width: int, height: int, *, min_face: int) -> float:
+        return _max_side_scale(width, height)  # the cascade's own minSize rule below decides what it sees
+
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         cascade = getattr(self._local, "cascade", None)
         if cascade is None:
             cascade = self._local.cascade = cv2.CascadeClassifier(self._path)
-        small, scale = _downscale(image)
-        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))
+        gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
         min_side = max(24, min(gray.shape) // 10)
         found = cascade.detectMultiScale(gray, scaleFactor=1.05, minNeighbors=4, minSize=(min_side, min_side))
-        return [FaceBox(int(round(x / scale)), int(round(y / scale)), int(round(w / scale)), int(round(h / scale)),
-                        None) for (x, y, w, h) in found]
+        return [FaceBox(x, y, w, h, None) for (x, y, w, h) in found]
 
 
 class SSDDetector:
@@ -227,6 +334,9 @@ class SSDDetector:
                     f"FACE_SSD_PROTOTXT/FACE_SSD_MODEL ({', '.join(self._files)}) are not a Caffe SSD: {exc}"
                 ) from exc
         return net
+
+    def input_scale(self, width: int, height: int, *, min_face: int) -> float:
+        return _max_side_scale(width, height)  # it resizes to 300x300 itself, as the original did
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         height, width = image.shape[:2]
@@ -279,21 +389,34 @@ def face_choose(boxes: list[FaceBox]) -> int | None:
     return max(range(len(boxes)), key=lambda i: (boxes[i].area, boxes[i].score or 0.0))
 
 
-def faces_detect(image: np.ndarray, *, body_box: list[int] | None = None, detector: FaceDetector | None = None,
-                 whole_frame_fallback: bool | None = None) -> Detection:
+def face_min_size() -> int:
+    """settings.FACE_MIN_SIZE (the smallest face worth finding, in stored pixels), checked."""
+    value = getattr(settings, "FACE_MIN_SIZE", FACE_MIN_SIZE)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImproperlyConfigured(f"FACE_MIN_SIZE={value!r} must be a positive number of pixels")
+    return value
+
+
+def faces_detect(image: np.ndarray | DecodedImage, *, body_box: list[int] | None = None,
+                 detector: FaceDetector | None = None, whole_frame_fallback: bool | None = None,
+                 min_face: int | None = None) -> Detection:
     """Detect every face (inside `body_box` when given) and choose the sample's face.
 
-    No face is a normal outcome (`chosen is None`); with the whole-frame fallback (the original
-    FaceChannel's behaviour, settings.FACE_WHOLE_FRAME_FALLBACK) the searched region is used instead.
+    `image` is a decoded array or a `DecodedImage` (which lets a large JPEG be decoded at reduced scale
+    for the detector). No face is a normal outcome (`chosen is None`); with the whole-frame fallback
+    (the original FaceChannel's behaviour, settings.FACE_WHOLE_FRAME_FALLBACK) the searched region is
+    used instead. Boxes are in stored-image pixels.
     """
     detector = detector or face_detector_load()
     if whole_frame_fallback is None:
         whole_frame_fallback = bool(getattr(settings, "FACE_WHOLE_FRAME_FALLBACK", False))
-    height, width = image.shape[:2]
+    source = image if isinstance(image, DecodedImage) else DecodedImage(array=image)
+    width, height = source.width, source.height
     region = clip_box(body_box, width, height) if body_box is not None else [0, 0, width, height]
-    x, y, w, h = region
-    boxes = [FaceBox(b.x + x, b.y + y, b.w, b.h, b.score)
-             for b in detector.detect(np.ascontiguousarray(image[y:y + h, x:x + w]))]
+    scale = detector.input_scale(region[2], region[3], min_face=min_face or face_min_size())
+    pixels, ox, oy = source.at_scale(region, scale)
+    boxes = [FaceBox(int(round(b.x / scale)) + ox, int(round(b.y / scale)) + oy, int(round(b.w / scale)),
+                     int(round(b.h / scale)), b.score) for b in detector.detect(pixels)]
     # A detector may return a box reaching past the border; clip it so every crop is inside the image.
     clipped = []
     for b in boxes:
