@@ -2,20 +2,28 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 
+import pytest
+from django.contrib.auth.models import User
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.utils import get_random_secret_key
+
+from evalplatform.secret_key import secret_key_weakness
 from tests.conftest import REPO
 
 PROD_ENV = {
     "DJANGO_SETTINGS_MODULE": "evalplatform.settings_production",
-    "SECRET_KEY": "k" * 20 + "-production-secret-for-the-deploy-check-0123456789abcdef",
+    "SECRET_KEY": "gMbfFYK9ZMSWYK1yCJE7Af_DVyjBQR3_5K4ZD2OJ2y216IXMmdYeXYLXN_GiSTMhwx4",  # secrets.token_urlsafe(50)
     "ALLOWED_HOSTS": "eval.example.org",
 }
 
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE"}}
+    full_env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DEBUG"}}
     full_env.update(env)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=full_env, capture_output=True,
                           text=True, timeout=120)
@@ -56,3 +64,81 @@ def test_it_uses_postgres_and_redis_from_the_environment(settings) -> None:
     assert settings.CELERY_BROKER_URL.startswith("redis://")
     assert settings.CELERY_TASK_SERIALIZER == "json" and settings.CELERY_ACCEPT_CONTENT == ["json"]
     assert settings.CELERY_TASK_TIME_LIMIT > settings.CELERY_TASK_SOFT_TIME_LIMIT > 0
+
+
+def test_it_refuses_the_env_example_placeholder_secret_in_production() -> None:
+    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
+                   if "=" in line and not line.startswith("#"))
+    result = _manage("check", env=dict(PROD_ENV, SECRET_KEY=example["SECRET_KEY"]))
+    assert result.returncode != 0
+    assert "placeholder" in result.stderr
+
+
+@pytest.mark.parametrize("key", [
+    "x" * 64,
+    "abcdefghij" * 5,
+    "abcdefghijklmnopqrstuvwxyz" * 2,
+    "benchmark-only-" + "x" * 40,
+    "k" * 20 + "-production-secret-for-the-deploy-check-0123456789abcdef",
+    "0101010110" + "1001011010" + "0110101001" + "1010010110" + "0101101001",  # 2 symbols: 50 bits
+])
+def test_it_refuses_low_entropy_secret_keys(key: str) -> None:
+    assert secret_key_weakness(key) is not None
+
+
+@pytest.mark.parametrize("make", [get_random_secret_key, lambda: secrets.token_hex(32),
+                                  lambda: secrets.token_hex(25), lambda: secrets.token_urlsafe(50)])
+def test_it_accepts_random_secret_keys(make) -> None:
+    for _ in range(200):
+        key = make()
+        assert secret_key_weakness(key) is None, key
+
+
+def test_the_production_settings_refuse_a_low_entropy_key() -> None:
+    result = _manage("check", env=dict(PROD_ENV, SECRET_KEY="abcdefghij" * 6))
+    assert result.returncode != 0
+    assert "repeats a run" in result.stderr
+
+
+@pytest.mark.parametrize(("password", "message"), [
+    ("password1234", "too common"),
+    ("qwertyuiop", "too common"),
+    ("83920175530", "entirely numeric"),
+])
+def test_it_rejects_common_and_numeric_passwords(db, password: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        validate_password(password, user=User(username="rita"))
+
+
+def test_it_accepts_a_strong_password(db) -> None:
+    validate_password("plum-orbit-Tandem-9", user=User(username="rita"))
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DEBUG", "SECRET_KEY"}}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_wsgi_entry_point_defaults_to_production_settings() -> None:
+    code = "import evalplatform.wsgi; from django.conf import settings as s; print(s.SETTINGS_MODULE, s.DEBUG)"
+    result = _python(code, {"SECRET_KEY": PROD_ENV["SECRET_KEY"], "ALLOWED_HOSTS": "eval.example.org"})
+    assert result.stdout.split() == ["evalplatform.settings_production", "False"], result.stderr
+    # Without a real secret a forgotten DJANGO_SETTINGS_MODULE means no server, not a debug server.
+    result = _python("import evalplatform.wsgi", {})
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_the_development_settings_do_not_debug_unless_asked() -> None:
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.DEBUG)"
+    assert _python(code, {"DJANGO_SETTINGS_MODULE": "evalplatform.settings"}).stdout.split() == ["False"]
+    asked = _python(code, {"DJANGO_SETTINGS_MODULE": "evalplatform.settings", "DEBUG": "1"})
+    assert asked.stdout.split() == ["True"]
+
+
+def test_it_serves_static_files_without_debug_or_collectstatic(client, settings) -> None:
+    """The demo runs with DEBUG off: WhiteNoise serves the app folders' files itself."""
+    assert settings.DEBUG is False
+    assert client.get("/static/annotations/rate.js").status_code == 200
+    assert client.get("/static/admin/css/base.css").status_code == 200
