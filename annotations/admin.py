@@ -35,7 +35,7 @@ class StudyAdminForm(forms.ModelForm):
 
     class Meta:
         model = Study
-        exclude = ["selection", "created_by"]
+        exclude = ["selection", "created_by", "pseudonym_salt"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -85,7 +85,7 @@ class CheckItemInline(admin.TabularInline):
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
     form = StudyAdminForm
-    list_display = ["name", "slug", "status", "raters_per_item", "dataset", "created_at"]
+    list_display = ["name", "slug", "status", "owner", "raters_per_item", "dataset", "created_at"]
     list_filter = ["status"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -105,6 +105,7 @@ class StudyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Study, form: StudyAdminForm, change: bool) -> None:
         if not change:
             obj.created_by = request.user
+            obj.owner = obj.owner or request.user
             obj.selection = form.selection
         super().save_model(request, obj, form, change)
         if not change:

@@ -23,11 +23,24 @@ def _token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def _salt() -> str:
+    return secrets.token_hex(16)
+
+
+PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+
+
 class Study(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         OPEN = "open", "Open"
+        PAUSED = "paused", "Paused"  # no newcomers; participants already in carry on
         CLOSED = "closed", "Closed"
+
+    class EarlyFinish(models.TextChoices):
+        PARTIAL_CODE = "partial", "Partial-completion code"
+        FULL_CODE = "code", "The completion code"
+        NO_CODE = "none", "No code"
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
@@ -49,6 +62,23 @@ class Study(models.Model):
     instructions = models.TextField(blank=True)
     consent_text = models.TextField(blank=True)
     completion_code = models.CharField(max_length=40, default=_completion_code)
+    completion_url_template = models.CharField(
+        max_length=500, blank=True, default=PROLIFIC_COMPLETION_URL,
+        help_text="Where a Prolific participant is sent at the end; {code} is replaced by the code. Blank: no redirect.",
+    )
+    partial_completion_code = models.CharField(max_length=40, default=_completion_code)
+    early_finish = models.CharField(
+        max_length=8, choices=EarlyFinish.choices, default=EarlyFinish.PARTIAL_CODE,
+        help_text="What a participant who presses 'finish now' before their budget is used up gets.",
+    )
+    items_per_participant = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Items one participant rates at most (checks come on top). Blank: all."
+    )
+    max_participants = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: no cap.")
+    expected_minutes = models.PositiveIntegerField(null=True, blank=True)
+    pay_per_hour = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    pay_currency = models.CharField(max_length=3, default="GBP")
+    pseudonym_salt = models.CharField(max_length=64, default=_salt, editable=False)
     # Exclusion rules: an annotator is excluded when they fail more than this many attention/gold
     # items, or their median time per item is below the floor.
     max_failed_checks = models.PositiveIntegerField(default=0)
@@ -62,6 +92,11 @@ class Study(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who may see and act on the study (annotations/access.py): the owner, the collaborators, superusers.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_studies"
+    )
+    collaborators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="shared_studies")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -108,6 +143,12 @@ class Annotator(models.Model):
         PROLIFIC = "prolific", "Prolific"
         MTURK = "mturk", "MTurk"
 
+    class Outcome(models.TextChoices):
+        COMPLETE = "complete", "Completed their items"
+        PARTIAL = "partial", "Finished early"
+        CLOSED = "closed", "Study closed or full"
+        ENDED = "ended", "Session ended by a failed check"
+
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="annotators")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="annotator_sessions"
@@ -122,6 +163,10 @@ class Annotator(models.Model):
     failed_checks = models.PositiveIntegerField(default=0)
     excluded = models.BooleanField(default=False)
     exclusion_reason = models.CharField(max_length=300, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    # MTurk's turkSubmitTo (checked against MTurk's hosts): where the external-submit form posts.
+    submit_to = models.CharField(max_length=200, blank=True)
+    identity_erased_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

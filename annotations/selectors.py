@@ -24,9 +24,10 @@ def user_is_researcher(user: AbstractBaseUser | AnonymousUser | None) -> bool:
 
 
 def studies_for_researcher(*, user: AbstractBaseUser) -> QuerySet[Study]:
-    if not user_is_researcher(user):
-        return Study.objects.none()
-    return Study.objects.annotate(item_count=Count("items", distinct=True)).order_by("-created_at")
+    """The studies list of a researcher: only the ones they own or share (see annotations/access.py)."""
+    from .access import studies_visible  # access builds on user_is_researcher above
+
+    return studies_visible(user=user).annotate(item_count=Count("items", distinct=True)).order_by("-created_at")
 
 
 def live_assignments_q(prefix: str = "") -> Q:

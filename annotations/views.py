@@ -20,6 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from .access import study_required
 from .assignment import annotator_remaining_count, assignment_next
 from .forms import ConsentForm, RatingForm, StudyStatusForm
 from .models import Annotator, Assignment, Study
@@ -315,9 +316,8 @@ def study_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@researcher_required
-def study_manage(request: HttpRequest, slug: str) -> HttpResponse:
-    study = get_object_or_404(Study, slug=slug)
+@study_required
+def study_manage(request: HttpRequest, study: Study) -> HttpResponse:
     join_url = request.build_absolute_uri(reverse("annotations:join", kwargs={"slug": study.slug}))
     return render(request, "annotations/study_manage.html", {
         "study": study, "progress": study_progress(study=study), "rows": study_annotator_rows(study=study),
@@ -329,9 +329,8 @@ def study_manage(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_POST
-@researcher_required
-def study_status(request: HttpRequest, slug: str) -> HttpResponse:
-    study = get_object_or_404(Study, slug=slug)
+@study_required
+def study_status(request: HttpRequest, study: Study) -> HttpResponse:
     form = StudyStatusForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Unknown status.")

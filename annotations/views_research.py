@@ -1,10 +1,9 @@
 """Researcher views: report list/build/detail/downloads, CSV exports, and the Bearer-token JSON API.
 
-Access rule (one place, `_study_for`): superusers see every study; a researcher (staff, or in the
-`researcher` group) sees the studies they created and the ones no one owns (created by an operator
-command). Anyone else gets 403. The HTML routes use the session (login redirect when anonymous); the
-API routes take `Authorization: Bearer <ApiToken.key>` only: no or unknown token 401, a valid token
-of a user without access 403.
+Who may see a study is decided in `annotations/access.py` (owner, collaborators, superusers; everyone
+else 404). The HTML routes use the session (login redirect when anonymous); the API routes take
+`Authorization: Bearer <ApiToken.key>` only: no or unknown token 401, a study the token's user may not
+see 404.
 """
 from __future__ import annotations
 
@@ -14,29 +13,18 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from annotations.access import study_get_visible
 from annotations.exports import RATING_COLUMNS, csv_render, report_body, study_item_rows, study_ratings_rows
 from annotations.models import ApiToken, Report, Study
-from annotations.selectors import user_is_researcher
 from annotations.tasks import study_report_build_task
 
 # The reports serve stored HTML: forbid scripts and remote loads outright, whatever it contains.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
-
-
-def _study_for(user: AbstractBaseUser, slug: str) -> Study:
-    study = get_object_or_404(Study, slug=slug)
-    if not user_is_researcher(user):
-        raise PermissionDenied("researchers only")
-    if not (user.is_superuser or study.created_by_id in (None, user.pk)):
-        raise PermissionDenied("this study belongs to another researcher")
-    return study
 
 
 def _attachment(body: str, content_type: str, filename: str) -> HttpResponse:
@@ -48,7 +36,7 @@ def _attachment(body: str, content_type: str, filename: str) -> HttpResponse:
 @login_required
 @require_GET
 def report_list(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_for(request.user, slug)
+    study = study_get_visible(user=request.user, slug=slug)
     reports = study.reports.select_related("created_by").order_by("-version")
     return render(request, "annotations/report_list.html", {"study": study, "reports": reports})
 
@@ -56,7 +44,7 @@ def report_list(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def report_build(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_for(request.user, slug)
+    study = study_get_visible(user=request.user, slug=slug)
     # After commit, so a worker never looks for a study row this request has not committed.
     study_report_build_task.delay_on_commit(study.pk, request.user.pk)
     messages.success(request, "Report build queued: the new version appears in this list when it is done.")
@@ -66,7 +54,7 @@ def report_build(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def report_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse:
-    study = _study_for(request.user, slug)
+    study = study_get_visible(user=request.user, slug=slug)
     report = get_object_or_404(Report, study=study, version=version)
     if not report.html:
         raise Http404("this version was built without HTML; download its JSON or CSV")
@@ -78,7 +66,7 @@ def report_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse
 @login_required
 @require_GET
 def report_download(request: HttpRequest, slug: str, version: int, fmt: str) -> HttpResponse:
-    study = _study_for(request.user, slug)
+    study = study_get_visible(user=request.user, slug=slug)
     report = get_object_or_404(Report, study=study, version=version)
     body = report_body(results=report.results, html=report.html, fmt=fmt)
     if body is None:
@@ -90,7 +78,7 @@ def report_download(request: HttpRequest, slug: str, version: int, fmt: str) -> 
 @login_required
 @require_GET
 def export_ratings(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_for(request.user, slug)
+    study = study_get_visible(user=request.user, slug=slug)
     body = csv_render(study_ratings_rows(study=study), RATING_COLUMNS)
     return _attachment(body, "text/csv", f"{study.slug}-ratings.csv")
 
@@ -98,7 +86,7 @@ def export_ratings(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_GET
 def export_items(request: HttpRequest, slug: str) -> HttpResponse:
-    study = _study_for(request.user, slug)
+    study = study_get_visible(user=request.user, slug=slug)
     rows, columns = study_item_rows(study=study)
     return _attachment(csv_render(rows, columns), "text/csv", f"{study.slug}-items.csv")
 
@@ -127,9 +115,7 @@ def token_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRespo
             return _api_error(401, "unknown or revoked token")
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         try:
-            study = _study_for(token.user, slug)
-        except PermissionDenied as exc:
-            return _api_error(403, str(exc) or "forbidden")
+            study = study_get_visible(user=token.user, slug=slug)
         except Http404:
             return _api_error(404, f"no study {slug!r}")
         return view(request, study, **kwargs)

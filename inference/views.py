@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -68,9 +68,18 @@ def batch_status(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "inference/_batch_status.html", _batch_context(batch))
 
 
+def batch_can_act(*, user: object, batch: Batch) -> bool:
+    """Cancel/retry: only who queued the batch, or a superuser (other staff may watch, not act)."""
+    return bool(getattr(user, "is_superuser", False)) or (
+        batch.created_by_id is not None and batch.created_by_id == getattr(user, "pk", None)
+    )
+
+
 def _batch_action(request: HttpRequest, pk: int, action: Callable[..., int], verb: str,
                   success: Callable[[int], str]) -> HttpResponse:
     batch = get_object_or_404(Batch, pk=pk)
+    if not batch_can_act(user=request.user, batch=batch):
+        raise Http404("no such batch")  # as for studies: no hint that someone else's batch exists
     try:
         count = action(batch_id=batch.pk)
     except BatchStateError as exc:

@@ -1,17 +1,21 @@
-"""Study writes: create a study from a selection of Generations, add check items, open and close."""
+"""Study writes: create, edit (drafts), duplicate, add check items, open/pause/close."""
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils.text import slugify
 
 from inference.models import Dataset, Generation, LLMConfig, PromptTemplate
 
-from ..models import Item, Study
+from ..models import PROLIFIC_COMPLETION_URL, Item, Study
 
 DEFAULT_LIKERT_LABELS = ["Not at all", "Slightly", "Moderately", "Well", "Very well"]
 MAX_SCALE_POINTS = 11  # beyond 0-10 the buttons no longer fit a phone and keyboard shortcuts run out
@@ -150,6 +154,147 @@ def study_check_items_add(*, study: Study, check_items: Iterable[CheckItem | Map
     return added
 
 
+CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+DEFAULT_CONSENT = (
+    "This study is run for research on how well automatically written descriptions match people's "
+    "emotional expressions. We store your ratings, any comments you type, the time you spend on each item, "
+    "and the id your crowd-work platform gives you (for example your Prolific id). That id is used to pay "
+    "you and is replaced by a pseudonym in every dataset we analyse or share; you can ask the researchers "
+    "to delete it. You may stop at any time with the 'Finish now' button."
+)
+
+
+def _positive_or_none(value: Any, name: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise StudyInvalid(f"{name} must be a whole number") from exc
+    if number < 1:
+        raise StudyInvalid(f"{name} must be at least 1 (leave it empty for no limit)")
+    return number
+
+
+def completion_url_validate(template: str) -> str:
+    """A Prolific-style completion URL: http(s), with `{code}` as the only placeholder (optional)."""
+    template = (template or "").strip()
+    if not template:
+        return ""
+    probe = template.replace("{code}", "CODE")
+    if "{" in probe or "}" in probe:
+        raise StudyInvalid("the completion URL may contain {code} and no other {placeholder}")
+    try:
+        URLValidator(schemes=["https", "http"])(probe)
+    except ValidationError as exc:
+        raise StudyInvalid(f"the completion URL {template!r} is not an http(s) URL") from exc
+    return template
+
+
+def _code_validate(code: str | None, name: str) -> str | None:
+    if code in (None, ""):
+        return None
+    code = str(code).strip()
+    if not CODE_RE.match(code):
+        raise StudyInvalid(f"the {name} must be 1-40 letters, digits, '-' or '_'")
+    return code
+
+
+def collaborators_validate(*, owner: AbstractBaseUser | None, collaborators: Iterable[Any]) -> list[Any]:
+    from ..selectors import user_is_researcher
+
+    people = list(collaborators)
+    for person in people:
+        if not user_is_researcher(person):
+            raise StudyInvalid(f"collaborator {person.get_username()!r} is not a researcher")
+    return [p for p in people if owner is None or p.pk != owner.pk]
+
+
+def study_settings_clean(**raw: Any) -> dict[str, Any]:
+    """Validate the settings a study shares between create, edit and duplicate; returns model fields.
+
+    Only the keys given are checked and returned, so an edit may change a few of them.
+    """
+    fields: dict[str, Any] = {}
+    if "name" in raw:
+        fields["name"] = (raw["name"] or "").strip()
+        if not fields["name"]:
+            raise StudyInvalid("a study needs a name")
+    if "raters_per_item" in raw and (raw["raters_per_item"] is None or int(raw["raters_per_item"]) < 1):
+        raise StudyInvalid(f"k (raters per item) must be at least 1, got {raw['raters_per_item']}")
+    if "failed_check_action" in raw and raw["failed_check_action"] not in FAILED_CHECK_ACTIONS:
+        raise StudyInvalid(
+            f"failed_check_action {raw['failed_check_action']!r}: choose {', '.join(FAILED_CHECK_ACTIONS)}"
+        )
+    if raw.get("max_failed_checks", 0) < 0 or raw.get("min_median_seconds", 0) < 0 or raw.get(
+        "assignment_timeout_minutes", 1
+    ) < 1:
+        raise StudyInvalid("max_failed_checks and min_median_seconds must be >= 0, the timeout >= 1 minute")
+    if "early_finish" in raw and raw["early_finish"] not in Study.EarlyFinish.values:
+        raise StudyInvalid(f"early_finish {raw['early_finish']!r}: choose {', '.join(Study.EarlyFinish.values)}")
+    for key in ("items_per_participant", "max_participants", "expected_minutes"):
+        if key in raw:
+            fields[key] = _positive_or_none(raw[key], key.replace("_", " "))
+    if "pay_per_hour" in raw:
+        pay = raw["pay_per_hour"]
+        if pay in (None, ""):
+            fields["pay_per_hour"] = None
+        else:
+            try:
+                fields["pay_per_hour"] = Decimal(str(pay)).quantize(Decimal("0.01"))
+            except (InvalidOperation, ValueError) as exc:
+                raise StudyInvalid("pay per hour must be a number") from exc
+            if fields["pay_per_hour"] < 0 or not fields["pay_per_hour"].is_finite():
+                raise StudyInvalid("pay per hour cannot be negative")
+    if "pay_currency" in raw:
+        currency = (raw["pay_currency"] or "").strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise StudyInvalid("the currency is a three-letter code such as GBP or USD")
+        fields["pay_currency"] = currency
+    if "completion_url_template" in raw:
+        fields["completion_url_template"] = completion_url_validate(raw["completion_url_template"])
+    for key, label in (("completion_code", "completion code"), ("partial_completion_code", "partial code")):
+        if key in raw:
+            code = _code_validate(raw[key], label)
+            if code is not None:
+                fields[key] = code
+    if raw.get("early_finish") == Study.EarlyFinish.PARTIAL_CODE and fields.get("completion_code") and (
+        fields.get("completion_code") == fields.get("partial_completion_code")
+    ):
+        raise StudyInvalid("the partial-completion code must differ from the completion code")
+    if "scale_min" in raw or "scale_max" in raw or "scale_labels" in raw:
+        fields["scale_labels"] = _scale_validate(
+            scale_min=raw.get("scale_min", 1), scale_max=raw.get("scale_max", 5), scale_labels=raw.get("scale_labels")
+        )
+    plain = ("raters_per_item", "failed_check_action", "max_failed_checks", "assignment_timeout_minutes",
+             "early_finish", "scale_min", "scale_max", "show_image", "show_va", "show_reference", "instructions",
+             "consent_text")
+    fields.update({key: raw[key] for key in plain if key in raw})
+    if "min_median_seconds" in raw:
+        fields["min_median_seconds"] = float(raw["min_median_seconds"])
+    if raw.get("question"):
+        fields["question"] = str(raw["question"]).strip()
+    return fields
+
+
+def _selection(*, dataset: Dataset | str | None, config_names: Sequence[str], prompt_names: Sequence[str],
+               task: str, statuses: Sequence[str]) -> tuple[Dataset | None, dict[str, Any], list[Generation]]:
+    dataset_obj = dataset_resolve(dataset)
+    generations = generations_select(
+        dataset=dataset_obj, config_names=config_names, prompt_names=prompt_names, task=task, statuses=statuses
+    )
+    if not generations:
+        raise StudyInvalid(
+            f"no {task} generations with status {'/'.join(statuses)} match dataset "
+            f"{getattr(dataset_obj, 'name', 'any')!r}, configs {list(config_names)}, prompts {list(prompt_names)}"
+        )
+    selection = {
+        "dataset": getattr(dataset_obj, "name", None), "configs": list(config_names),
+        "prompts": list(prompt_names), "task": task, "statuses": list(statuses),
+    }
+    return dataset_obj, selection, generations
+
+
 def study_create(
     *,
     name: str,
@@ -176,66 +321,150 @@ def study_create(
     failed_check_action: str = "warn",
     assignment_timeout_minutes: int = 30,
     created_by: AbstractBaseUser | None = None,
+    owner: AbstractBaseUser | None = None,
+    collaborators: Iterable[AbstractBaseUser] = (),
+    items_per_participant: int | None = None,
+    max_participants: int | None = None,
+    expected_minutes: int | None = None,
+    pay_per_hour: Decimal | float | str | None = None,
+    pay_currency: str = "GBP",
+    completion_url_template: str = PROLIFIC_COMPLETION_URL,
+    partial_completion_code: str | None = None,
+    early_finish: str = Study.EarlyFinish.PARTIAL_CODE,
     open_now: bool = False,
 ) -> Study:
-    """Create a study with one item per selected Generation plus its gold/attention items, atomically."""
-    name = (name or "").strip()
-    if not name:
-        raise StudyInvalid("a study needs a name")
-    if k < 1:
-        raise StudyInvalid(f"k (raters per item) must be at least 1, got {k}")
-    if failed_check_action not in FAILED_CHECK_ACTIONS:
-        raise StudyInvalid(f"failed_check_action {failed_check_action!r}: choose {', '.join(FAILED_CHECK_ACTIONS)}")
-    if max_failed_checks < 0 or min_median_seconds < 0 or assignment_timeout_minutes < 1:
-        raise StudyInvalid("max_failed_checks and min_median_seconds must be >= 0, the timeout >= 1 minute")
-    labels = _scale_validate(scale_min=scale_min, scale_max=scale_max, scale_labels=scale_labels)
+    """Create a study with one item per selected Generation plus its gold/attention items, atomically.
+
+    The one way a study is made: the web form, `create_study` and the demo all call this. The owner (and
+    the collaborators) are who may see it; a study without an owner is visible to superusers only.
+    """
+    fields = study_settings_clean(
+        name=name, raters_per_item=k, failed_check_action=failed_check_action,
+        max_failed_checks=max_failed_checks, min_median_seconds=min_median_seconds,
+        assignment_timeout_minutes=assignment_timeout_minutes, scale_min=scale_min, scale_max=scale_max,
+        scale_labels=scale_labels, show_image=show_image, show_va=show_va, show_reference=show_reference,
+        instructions=instructions, consent_text=consent_text or DEFAULT_CONSENT, question=question,
+        completion_code=completion_code, partial_completion_code=partial_completion_code,
+        early_finish=early_finish, items_per_participant=items_per_participant,
+        max_participants=max_participants, expected_minutes=expected_minutes, pay_per_hour=pay_per_hour,
+        pay_currency=pay_currency, completion_url_template=completion_url_template,
+    )
     checks = [c if isinstance(c, CheckItem) else check_item_parse(c) for c in attention_items]
+    people = collaborators_validate(owner=owner, collaborators=collaborators)
     if slug is not None:
         slug = slugify(slug)
         if not slug:
             raise StudyInvalid("slug is empty after slugifying")
         if Study.objects.filter(slug=slug).exists():
             raise StudyInvalid(f"a study with slug {slug!r} already exists")
-    dataset_obj = dataset_resolve(dataset)
-    generations = generations_select(
-        dataset=dataset_obj, config_names=config_names, prompt_names=prompt_names, task=task, statuses=statuses
+    dataset_obj, selection, generations = _selection(
+        dataset=dataset, config_names=config_names, prompt_names=prompt_names, task=task, statuses=statuses
     )
-    if not generations:
-        raise StudyInvalid(
-            f"no {task} generations with status {'/'.join(statuses)} match dataset "
-            f"{getattr(dataset_obj, 'name', 'any')!r}, configs {list(config_names)}, prompts {list(prompt_names)}"
-        )
-    fields: dict[str, Any] = {
-        "name": name,
-        "slug": slug or _slug_unique(name),
+    fields.update({
+        "slug": slug or _slug_unique(fields["name"]),
         "status": Study.Status.OPEN if open_now else Study.Status.DRAFT,
-        "dataset": dataset_obj,
-        "selection": {
-            "dataset": getattr(dataset_obj, "name", None), "configs": list(config_names),
-            "prompts": list(prompt_names), "task": task, "statuses": list(statuses),
-        },
-        "scale_min": scale_min, "scale_max": scale_max, "scale_labels": labels,
-        "raters_per_item": k, "show_image": show_image, "show_va": show_va, "show_reference": show_reference,
-        "instructions": instructions, "consent_text": consent_text,
-        "max_failed_checks": max_failed_checks, "min_median_seconds": float(min_median_seconds),
-        "failed_check_action": failed_check_action, "assignment_timeout_minutes": assignment_timeout_minutes,
-        "created_by": created_by,
-    }
-    if question:
-        fields["question"] = question
-    if completion_code:
-        fields["completion_code"] = completion_code.strip()
+        "dataset": dataset_obj, "selection": selection,
+        "created_by": created_by or owner, "owner": owner,
+    })
     with transaction.atomic():
         study = Study.objects.create(**fields)
+        study.collaborators.set(people)
         study_items_add(study=study, generations=generations)
         study_check_items_add(study=study, check_items=checks)
     return study
 
 
+def study_update(
+    *,
+    study: Study,
+    config_names: Sequence[str] | None = None,
+    prompt_names: Sequence[str] | None = None,
+    dataset: Dataset | str | None = None,
+    task: str | None = None,
+    statuses: Sequence[str] | None = None,
+    attention_items: Iterable[CheckItem | Mapping[str, Any] | str] | None = None,
+    collaborators: Iterable[AbstractBaseUser] | None = None,
+    **settings_fields: Any,
+) -> Study:
+    """Edit a draft study: its settings and, when given, its selection (items rebuilt) and check items.
+
+    Only drafts: once participants can see a study, changing what they rate would mix two studies in one
+    table. A change that fails validation changes nothing.
+    """
+    if study.status != Study.Status.DRAFT:
+        raise StudyInvalid("only a draft study can be edited; duplicate it to change an opened one")
+    fields = study_settings_clean(**settings_fields)
+    if "raters_per_item" in settings_fields:
+        fields["raters_per_item"] = int(settings_fields["raters_per_item"])
+    checks = None if attention_items is None else [
+        c if isinstance(c, CheckItem) else check_item_parse(c) for c in attention_items]
+    people = None if collaborators is None else collaborators_validate(owner=study.owner, collaborators=collaborators)
+    generations = None
+    if config_names is not None:
+        current = study.selection or {}
+        dataset_obj, selection, generations = _selection(
+            dataset=dataset, config_names=config_names, prompt_names=prompt_names or [],
+            task=task or current.get("task", PromptTemplate.Task.DESCRIBE),
+            statuses=statuses or current.get("statuses", [Generation.Status.OK]),
+        )
+        fields.update({"dataset": dataset_obj, "selection": selection})
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        if locked.status != Study.Status.DRAFT:
+            raise StudyInvalid("only a draft study can be edited; duplicate it to change an opened one")
+        for key, value in fields.items():
+            setattr(locked, key, value)
+        scale = (locked.scale_min, locked.scale_max)
+        if "scale_labels" not in settings_fields and ("scale_min" in fields or "scale_max" in fields):
+            locked.scale_labels = _scale_validate(scale_min=scale[0], scale_max=scale[1], scale_labels=None)
+        locked.save()
+        if people is not None:
+            locked.collaborators.set(people)
+        if generations is not None:
+            locked.items.filter(kind=Item.Kind.NORMAL).delete()
+            study_items_add(study=locked, generations=generations)
+        if checks is not None:
+            locked.items.exclude(kind=Item.Kind.NORMAL).delete()
+            study_check_items_add(study=locked, check_items=checks)
+        elif "scale_min" in fields or "scale_max" in fields:
+            for check in locked.items.exclude(kind=Item.Kind.NORMAL):
+                if not (locked.scale_min <= check.expected_min <= check.expected_max <= locked.scale_max):
+                    raise StudyInvalid(f"check item {check.text!r} no longer fits the new scale")
+    return locked
+
+
+COPIED_FIELDS = (
+    "dataset", "selection", "question", "scale_min", "scale_max", "scale_labels", "raters_per_item", "show_image",
+    "show_va", "show_reference", "instructions", "consent_text", "max_failed_checks", "min_median_seconds",
+    "failed_check_action", "assignment_timeout_minutes", "completion_url_template", "early_finish",
+    "items_per_participant", "max_participants", "expected_minutes", "pay_per_hour", "pay_currency",
+)
+
+
+def study_duplicate(*, study: Study, owner: AbstractBaseUser) -> Study:
+    """A new draft with the same settings, items and checks; new codes and salt, nobody enrolled."""
+    fields = {key: getattr(study, key) for key in COPIED_FIELDS}
+    name = f"Copy of {study.name}"[:200]
+    with transaction.atomic():
+        copy = Study.objects.create(
+            name=name, slug=_slug_unique(name), status=Study.Status.DRAFT, owner=owner, created_by=owner, **fields
+        )
+        copy.collaborators.set(study.collaborators.all())
+        Item.objects.bulk_create([
+            Item(study=copy, generation_id=item.generation_id, kind=item.kind, text=item.text,
+                 expected_min=item.expected_min, expected_max=item.expected_max)
+            for item in study.items.order_by("id")
+        ])
+    return copy
+
+
 def study_status_set(*, study: Study, status: str) -> Study:
-    """Open or close a study. A draft with no items cannot open (annotators would land on nothing)."""
+    """Open, pause or close a study. A draft with no items cannot open (annotators would land on nothing);
+    nothing goes back to draft (participants may have seen it)."""
     if status not in Study.Status.values:
         raise StudyInvalid(f"unknown study status {status!r}")
+    if status == Study.Status.DRAFT and study.status != Study.Status.DRAFT:
+        raise StudyInvalid("a study that was opened cannot go back to draft; duplicate it instead")
     if status == Study.Status.OPEN and not study.items.exists():
         raise StudyInvalid("a study with no items cannot be opened")
     Study.objects.filter(pk=study.pk).update(status=status)

@@ -64,10 +64,10 @@ def make_generations(db) -> Callable[..., list[Generation]]:
 
 
 @pytest.fixture
-def study(make_generations) -> Study:
+def study(make_generations, researcher) -> Study:
     make_generations(6)
     return study_create(
-        name="Match study", slug="match", dataset="faces", config_names=[SECRET_CONFIG],
+        name="Match study", slug="match", dataset="faces", config_names=[SECRET_CONFIG], owner=researcher,
         prompt_names=["describe"], k=2, open_now=True, completion_code="DONE-4242",
         consent_text="You agree to rate descriptions.", instructions="Rate how well each text fits.",
     )

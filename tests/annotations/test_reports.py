@@ -35,7 +35,7 @@ def study_make(
     prompt = PromptTemplate.objects.create(task="describe", name=f"{slug}-describe", text="V={valence} A={arousal}")
     configs = [LLMConfig.objects.create(name=f"{slug}-smollm2", backend="gguf"),
                LLMConfig.objects.create(name=f"{slug}-lexicon", backend="lexicon")]
-    study = Study.objects.create(name=f"Study {slug}", slug=slug, dataset=dataset, created_by=owner,
+    study = Study.objects.create(name=f"Study {slug}", slug=slug, dataset=dataset, created_by=owner, owner=owner,
                                  status=Study.Status.OPEN)
     quality = np.clip(rng.normal(3, 1.1, items), 1, 5)
     quality[1::2] = np.clip(quality[1::2] - 0.8, 1, 5)  # the lexicon baseline writes worse descriptions

@@ -44,16 +44,16 @@ def test_it_refuses_a_wrong_token_and_a_wrong_scheme(client: Client, study: Stud
     assert _api(client, f"/research/api/studies/{study.slug}/ratings", token.key).status_code == 401
 
 
-def test_it_forbids_annotators_and_other_researchers(
+def test_it_answers_annotators_and_other_researchers_as_if_the_study_did_not_exist(
     client: Client, study: Study, annotator_user: User, other_researcher: User
 ) -> None:
     annotator_key = ApiToken.objects.create(user=annotator_user).key
     other_key = ApiToken.objects.create(user=other_researcher).key
-    assert _api(client, f"/research/api/studies/{study.slug}/ratings", annotator_key).status_code == 403
+    assert _api(client, f"/research/api/studies/{study.slug}/ratings", annotator_key).status_code == 404
     response = _api(client, f"/research/api/studies/{study.slug}/items", other_key)
-    assert response.status_code == 403
-    assert "another researcher" in response.json()["error"]
-    assert _api(client, "/research/api/studies/no-such-study/items", other_key).status_code == 404
+    missing = _api(client, "/research/api/studies/no-such-study/items", other_key)
+    assert response.status_code == missing.status_code == 404
+    assert response.json()["error"].replace(study.slug, "X") == missing.json()["error"].replace("no-such-study", "X")
 
 
 def test_it_serves_ratings_items_and_reports_to_the_owner(client: Client, study: Study, researcher: User) -> None:
@@ -88,23 +88,23 @@ def test_it_creates_tokens_from_the_command(researcher: User, capsys) -> None:
         call_command("create_api_token", "ghost")
 
 
-def test_it_sends_anonymous_visitors_to_login_and_forbids_annotators(
+def test_it_sends_anonymous_visitors_to_login_and_hides_the_study_from_annotators(
     client: Client, study: Study, annotator_user: User
 ) -> None:
     response = client.get(f"/research/studies/{study.slug}/reports/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     client.force_login(annotator_user)
-    assert client.get(f"/research/studies/{study.slug}/reports/").status_code == 403
-    assert client.post(f"/research/studies/{study.slug}/reports/build").status_code == 403
-    assert client.get(f"/research/studies/{study.slug}/exports/ratings.csv").status_code == 403
+    assert client.get(f"/research/studies/{study.slug}/reports/").status_code == 404
+    assert client.post(f"/research/studies/{study.slug}/reports/build").status_code == 404
+    assert client.get(f"/research/studies/{study.slug}/exports/ratings.csv").status_code == 404
     assert not Report.objects.exists()
 
 
-def test_it_forbids_another_researchers_report_pages(client: Client, study: Study, other_researcher: User) -> None:
+def test_it_hides_another_researchers_report_pages(client: Client, study: Study, other_researcher: User) -> None:
     study_report_build(study=study, resamples=50)
     client.force_login(other_researcher)
-    assert client.get(f"/research/studies/{study.slug}/reports/1/").status_code == 403
-    assert client.get(f"/research/studies/{study.slug}/reports/1/report.json").status_code == 403
+    assert client.get(f"/research/studies/{study.slug}/reports/1/").status_code == 404
+    assert client.get(f"/research/studies/{study.slug}/reports/1/report.json").status_code == 404
 
 
 def test_it_builds_a_report_from_the_post_route(

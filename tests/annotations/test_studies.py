@@ -84,7 +84,7 @@ def test_it_refuses_a_duplicate_slug(make_generations) -> None:
         create(slug="one")
 
 
-def test_it_creates_a_study_from_the_command(make_generations, tmp_path, capsys) -> None:
+def test_it_creates_a_study_from_the_command(make_generations, tmp_path, capsys, researcher) -> None:
     make_generations(4)
     checks = tmp_path / "checks.json"
     checks.write_text(json.dumps([{"text": "Gold item", "expected_min": 4, "expected_max": 5, "kind": "gold"}]))
@@ -93,18 +93,22 @@ def test_it_creates_a_study_from_the_command(make_generations, tmp_path, capsys)
     call_command("create_study", "--name", "Cmd study", "--slug", "cmd", "--dataset", "faces", "--config",
                  SECRET_CONFIG, "--prompt", "describe", "--k", "4", "--attention", "Pick 2.|2|2",
                  "--checks-file", str(checks), "--consent-file", str(consent), "--show-va", "--no-image",
-                 "--failed-check-action", "end", "--min-median-seconds", "1.5", "--open")
+                 "--failed-check-action", "end", "--min-median-seconds", "1.5", "--open", "--owner", researcher.username,
+                 "--items-per-participant", "20", "--expected-minutes", "10", "--pay-per-hour", "9")
     study = Study.objects.get(slug="cmd")
     assert (study.raters_per_item, study.status, study.show_va, study.show_image) == (4, "open", True, False)
     assert (study.failed_check_action, study.min_median_seconds, study.consent_text) == (
         "end", 1.5, "We store anonymous ratings.")
     assert study.items.filter(kind="normal").count() == 4 and study.items.exclude(kind="normal").count() == 2
-    assert "study cmd: 4 items, 2 check items, k=4, open" in capsys.readouterr().out
+    assert (study.owner, study.items_per_participant, study.expected_minutes, str(study.pay_per_hour)) == (
+        researcher, 20, 10, "9.00")
+    assert study.completion_url_template == "https://app.prolific.com/submissions/complete?cc={code}"
+    assert "study cmd: 4 items, 2 check items, k=4, open, owner rita-researcher" in capsys.readouterr().out
 
 
-def test_it_tops_up_an_existing_study_when_rerun(make_generations, capsys) -> None:
+def test_it_tops_up_an_existing_study_when_rerun(make_generations, capsys, researcher) -> None:
     make_generations(2)
-    args = ["create_study", "--name", "Cmd", "--slug", "cmd", "--dataset", "faces"]
+    args = ["create_study", "--name", "Cmd", "--slug", "cmd", "--dataset", "faces", "--owner", researcher.username]
     call_command(*args)
     make_generations(3)
     call_command(*args)
@@ -118,11 +122,24 @@ def test_it_tops_up_an_existing_study_when_rerun(make_generations, capsys) -> No
     (["--config", "ghost"], "unknown LLM config"),
     (["--attention", "oops"], "TEXT|MIN|MAX"),
     (["--consent-file", "/nonexistent/consent.txt"], "cannot read the consent file"),
+    (["--owner", "ghost"], "--owner: no user 'ghost'"),
+    (["--collaborator", "ghost"], "--collaborator: no user 'ghost'"),
+    (["--items-per-participant", "0"], "items per participant must be at least 1"),
+    (["--completion-url", "javascript:alert(1)"], "not an http"),
+    (["--completion-url", "https://x.org/?cc={code}&u={user}"], "no other"),
+    (["--pay-per-hour", "-3"], "cannot be negative"),
 ])
-def test_it_reports_bad_command_arguments_clearly(make_generations, extra, message) -> None:
+def test_it_reports_bad_command_arguments_clearly(make_generations, extra, message, researcher) -> None:
     make_generations(1)
     with pytest.raises(CommandError, match=message):
-        call_command("create_study", "--name", "Bad", "--dataset", "faces", *extra)
+        call_command("create_study", "--name", "Bad", "--dataset", "faces", "--owner", researcher.username, *extra)
+    assert not Study.objects.exists()
+
+
+def test_it_requires_an_owner_for_a_new_study(make_generations) -> None:
+    make_generations(1)
+    with pytest.raises(CommandError, match="--owner USERNAME is required"):
+        call_command("create_study", "--name", "Nobody's", "--dataset", "faces")
     assert not Study.objects.exists()
 
 
@@ -141,7 +158,9 @@ def _admin_post(make_generations, **fields: object) -> dict:
         "question": "How well?", "scale_min": 1, "scale_max": 5, "scale_labels": "[]", "raters_per_item": 3,
         "show_image": "on", "instructions": "", "consent_text": "", "completion_code": "ADMIN1",
         "max_failed_checks": 0, "min_median_seconds": 0, "failed_check_action": "warn",
-        "assignment_timeout_minutes": 30, "select_configs": [LLMConfig.objects.get().pk],
+        "assignment_timeout_minutes": 30, "partial_completion_code": "PART1", "early_finish": "partial",
+        "pay_currency": "GBP", "completion_url_template": "https://app.prolific.com/submissions/complete?cc={code}",
+        "select_configs": [LLMConfig.objects.get().pk],
         "select_prompts": [PromptTemplate.objects.get().pk], "select_task": "describe",
         "items-TOTAL_FORMS": 1, "items-INITIAL_FORMS": 0, "items-MIN_NUM_FORMS": 0, "items-MAX_NUM_FORMS": 1000,
         "items-0-kind": "attention", "items-0-text": "Choose 1", "items-0-expected_min": 1,
@@ -161,6 +180,7 @@ def test_it_creates_a_study_with_items_in_the_admin(make_generations, admin_user
     assert study.items.filter(kind="normal").count() == 3
     assert study.items.get(kind="attention").expected_max == 1
     assert study.selection["configs"] == [SECRET_CONFIG] and study.created_by == admin_user
+    assert study.owner == admin_user
 
 
 def test_it_refuses_an_admin_study_whose_selection_is_empty(make_generations, admin_user) -> None:

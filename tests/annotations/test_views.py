@@ -232,13 +232,13 @@ def test_it_counts_complete_items_from_non_excluded_raters(study, crowd, researc
     assert 'id="items-complete">6 / 6<' in client.get("/studies/match/manage/").content.decode()
 
 
-def test_it_forbids_the_progress_page_to_annotators_and_sends_anonymous_to_login(
+def test_it_hides_the_progress_page_from_annotators_and_sends_anonymous_to_login(
     study, annotator_user, outsider
 ) -> None:
     for user in (annotator_user, outsider):
         client = Client()
         client.force_login(user)
-        assert client.get("/studies/match/manage/").status_code == 403
+        assert client.get("/studies/match/manage/").status_code == 404
         assert client.get("/studies/").status_code == 403
     response = Client().get("/studies/match/manage/")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next=")
@@ -255,6 +255,6 @@ def test_it_lets_a_researcher_close_and_reopen_a_study(study, researcher, annota
     assert study.status == Study.Status.OPEN
     other = Client()
     other.force_login(annotator_user)
-    assert other.post("/studies/match/manage/status", {"status": "closed"}).status_code == 403
+    assert other.post("/studies/match/manage/status", {"status": "closed"}).status_code == 404
     study.refresh_from_db()
     assert study.status == Study.Status.OPEN

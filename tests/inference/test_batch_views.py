@@ -9,10 +9,11 @@ from inference.models import Batch, BatchChunk, Dataset
 
 
 @pytest.fixture
-def batch(db) -> Batch:
+def batch(db, researcher) -> Batch:
     dataset = Dataset.objects.create(name="faces", format="manifest")
+    # Queued by the researcher persona: only they (or a superuser) may cancel or retry it.
     batch = Batch.objects.create(dataset=dataset, stages=["va", "generate"], va_source="dataset", status="running",
-                                 current_stage="va", total=4, done=1, failed=1)
+                                 current_stage="va", total=4, done=1, failed=1, created_by=researcher)
     BatchChunk.objects.create(batch=batch, stage="va", index=0, key="va:source=dataset:0", item_ids=[11, 12],
                               status="failed", done=1, failed=1, errors={"12": "<script>alert(1)</script> no face"})
     BatchChunk.objects.create(batch=batch, stage="va", index=1, key="va:source=dataset:1", item_ids=[13, 14])

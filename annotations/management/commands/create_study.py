@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from annotations.models import Study
+from annotations.models import PROLIFIC_COMPLETION_URL, Study
 from annotations.services.studies import (
     FAILED_CHECK_ACTIONS,
     StudyInvalid,
@@ -48,6 +48,15 @@ def _check_items(specs: list[str], file_path: str | None) -> list[Any]:
             raise CommandError(f"{file_path}: expected a JSON list of {{text, expected_min, expected_max, kind}}")
         items += [check_item_parse(entry) for entry in data]
     return items
+
+
+def _user(username: str, flag: str) -> Any:
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise CommandError(f"{flag}: no user {username!r}")
+    return user
 
 
 class Command(BaseCommand):
@@ -88,6 +97,23 @@ class Command(BaseCommand):
                             help="What the annotator sees after a failed check (default: warn).")
         parser.add_argument("--timeout-minutes", type=int, default=30,
                             help="Minutes before an abandoned assignment returns to the pool (default: 30).")
+        parser.add_argument("--owner", help="Username of the researcher who owns the study (required for a new "
+                                            "study: only the owner, collaborators and superusers see it).")
+        parser.add_argument("--collaborator", action="append", default=[], dest="collaborators",
+                            help="Username of a researcher who shares the study; repeatable.")
+        parser.add_argument("--items-per-participant", type=int,
+                            help="Items one participant rates at most, checks on top (default: all).")
+        parser.add_argument("--max-participants", type=int, help="Cap on participants (default: none).")
+        parser.add_argument("--expected-minutes", type=int, help="Expected minutes per participant (for pay).")
+        parser.add_argument("--pay-per-hour", help="Pay per hour, e.g. 9.00 (reward = minutes/60 x this).")
+        parser.add_argument("--currency", default="GBP", help="Currency of the pay (default: GBP).")
+        parser.add_argument("--completion-url", default=PROLIFIC_COMPLETION_URL,
+                            help="Where Prolific participants go at the end; {code} is the code "
+                                 f"(default: {PROLIFIC_COMPLETION_URL.replace('%', '%%')}; '' for none).")
+        parser.add_argument("--early-finish", default=Study.EarlyFinish.PARTIAL_CODE,
+                            choices=Study.EarlyFinish.values,
+                            help="What 'finish now' gives: partial (a partial-completion code), code (the "
+                                 "completion code) or none (default: partial).")
         parser.add_argument("--open", action="store_true", help="Open the study for annotators now.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -99,6 +125,11 @@ class Command(BaseCommand):
                 self._top_up(existing, opts, statuses, checks)
                 return
             labels = opts["scale_labels"].split("|") if opts["scale_labels"] else None
+            owner = _user(opts["owner"], "--owner") if opts["owner"] else None
+            if owner is None:
+                raise CommandError("--owner USERNAME is required: a study without an owner is visible to "
+                                   "superusers only")
+            collaborators = [_user(name, "--collaborator") for name in opts["collaborators"]]
             study = study_create(
                 name=opts["name"], slug=opts["slug"], dataset=opts["dataset"], config_names=opts["configs"],
                 prompt_names=opts["prompts"], k=opts["k"], task=opts["task"], statuses=statuses,
@@ -111,13 +142,18 @@ class Command(BaseCommand):
                 max_failed_checks=opts["max_failed_checks"], min_median_seconds=opts["min_median_seconds"],
                 failed_check_action=opts["failed_check_action"],
                 assignment_timeout_minutes=opts["timeout_minutes"], open_now=opts["open"],
+                owner=owner, collaborators=collaborators, items_per_participant=opts["items_per_participant"],
+                max_participants=opts["max_participants"], expected_minutes=opts["expected_minutes"],
+                pay_per_hour=opts["pay_per_hour"], pay_currency=opts["currency"],
+                completion_url_template=opts["completion_url"], early_finish=opts["early_finish"],
             )
         except StudyInvalid as exc:
             raise CommandError(str(exc)) from exc
         normal = study.items.filter(kind="normal").count()
         self.stdout.write(
             f"study {study.slug}: {normal} items, {study.items.count() - normal} check items, "
-            f"k={study.raters_per_item}, {study.status}; join link /s/{study.slug}/join"
+            f"k={study.raters_per_item}, {study.status}, owner {study.owner.get_username()}; "
+            f"join link /s/{study.slug}/join"
         )
 
     def _top_up(self, study: Study, opts: dict[str, Any], statuses: list[str], checks: list[Any]) -> None:

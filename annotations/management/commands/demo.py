@@ -128,11 +128,18 @@ class Command(BaseCommand):
         return names
 
     def _study(self, *, dataset, configs: list[str], raters: int):
+        from django.contrib.auth.models import User
+
         from annotations.models import Study
         from annotations.services.studies import study_create
 
+        owner = User.objects.get(username="demo-researcher")
         existing = Study.objects.filter(slug=DEMO_STUDY).first()
         if existing:
+            if existing.owner_id is None:  # made by an older demo, before studies had owners
+                Study.objects.filter(pk=existing.pk).update(owner=owner)
             return existing
+        # The same service as the researcher's web form and `create_study --owner`.
         return study_create(name="Demo: do descriptions match the face?", slug=DEMO_STUDY, dataset=dataset,
-                            config_names=configs, prompt_names=["describe"], k=raters, open_now=True)
+                            config_names=configs, prompt_names=["describe"], k=raters, open_now=True,
+                            owner=owner, expected_minutes=3, pay_per_hour="9.00")
