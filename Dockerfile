@@ -12,7 +12,12 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorc
     && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
        pip install --no-cache-dir "llama-cpp-python[server]==0.3.36"
 COPY . .
-RUN DJANGO_SETTINGS_MODULE=evalplatform.settings python manage.py collectstatic --noinput
+# Collected under the production settings, so the manifest their storage needs is written (under the
+# development settings `{% static %}` raised and every page was a 500). The key is a throwaway for this
+# step only (production refuses to start without one); the real one comes from the environment at run.
+RUN DJANGO_SETTINGS_MODULE=evalplatform.settings_production ALLOWED_HOSTS=build \
+    SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+    python manage.py collectstatic --noinput
 RUN useradd --create-home app && mkdir -p /data && chown app /data
 USER app
 EXPOSE 8000
