@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from inference.faces import Detection, FaceDetector, face_detector_load, faces_detect, image_decode
+from inference.faces import Detection, FaceDetector, face_detector_load
 from inference.models import Dataset, Sample, VAEstimate
+from inference.va.pipeline import face_prepare, va_pipeline_run
 
 logger = logging.getLogger(__name__)
 
 VA_SOURCES = tuple(VAEstimate.Source.values)
 DATASET_MODEL = "dataset"  # model_sha256 of ground-truth rows
-# Decoding and detection release the GIL (OpenCV), so a few threads overlap them even on 2 cores.
-DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -173,12 +170,10 @@ def _prepare(sample: Sample, detector: FaceDetector, model: _Model) -> _Prepared
     except Exception as exc:  # noqa: BLE001 - storage backends raise many types for a missing file
         return _Outcome(VAEstimate.Status.ERROR, error=f"image {sample.image.name!r} cannot be read: {exc}")
     try:
-        image = image_decode(data)
-        detection = faces_detect(image, body_box=_body_box(sample.body_box), detector=detector)
-        box = detection.box
-        if box is None:
-            return _Outcome(VAEstimate.Status.NO_FACE, detection=detection)
-        return _Prepared(sample.pk, detection, model.preprocess(image, box.as_list()))
+        found = face_prepare(data, body_box=_body_box(sample.body_box), preprocess=model.preprocess, detector=detector)
+        if found.face is None:
+            return _Outcome(VAEstimate.Status.NO_FACE, detection=found.detection)
+        return _Prepared(sample.pk, found.detection, found.face)
     except (ValueError, TypeError) as exc:
         return _Outcome(VAEstimate.Status.ERROR, error=f"image {sample.image.name!r}: {exc}")
 
@@ -193,21 +188,17 @@ def _body_box(value: object) -> list[int] | None:
 
 
 def _run_model(model: _Model, samples: list[Sample], detector: FaceDetector) -> dict[int, _Outcome]:
-    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
-        prepared = list(pool.map(lambda s: _prepare(s, detector, model), samples))
+    # Decode + detect of the next samples overlap the model's batch (inference/va/pipeline.py).
+    ran = va_pipeline_run(samples, prepare=lambda s: _prepare(s, detector, model),
+                          face=lambda p: p.face if isinstance(p, _Prepared) else None, predict=model.predict)
     outcomes: dict[int, _Outcome] = {}
-    faces: list[_Prepared] = []
-    for sample, item in zip(samples, prepared, strict=True):
-        if isinstance(item, _Prepared):
-            faces.append(item)
-        else:
+    for sample, (item, result) in zip(samples, ran, strict=True):
+        if result is None:
             outcomes[sample.pk] = item
-    if faces:
-        # One batched forward pass for the chunk: the model's cost per face falls with batch size.
-        results = model.predict(np.stack([f.face for f in faces]))
-        for face, (valence, arousal, details) in zip(faces, results, strict=True):
-            outcomes[face.sample_id] = _Outcome(VAEstimate.Status.OK, valence=valence, arousal=arousal,
-                                                detection=face.detection, details=details)
+        else:
+            valence, arousal, details = result
+            outcomes[sample.pk] = _Outcome(VAEstimate.Status.OK, valence=valence, arousal=arousal,
+                                           detection=item.detection, details=details)
     return outcomes
 
 
