@@ -133,6 +133,21 @@ def report_table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             rows.append({"subset": subset, "statistic": f"split_half_{method}", "subject": "human-human",
                          "value": s.get("spearman_brown"), "n": s.get("n"),
                          "note": s.get("reason") or f"half r={s.get('r_half')}; Spearman-Brown 2r/(1+r)"})
+        icc = (analysis.get("reliability") or {}).get("icc")
+        if icc:
+            rows.append({"subset": subset, "statistic": icc["model"], "subject": "human-human",
+                         "value": icc.get("average"), "ci_low": icc.get("ci_low"), "ci_high": icc.get("ci_high"),
+                         "n": icc.get("n"), "note": icc.get("reason") or icc.get("method_note")})
+        ceiling = analysis.get("ceiling")
+        if ceiling:
+            rows.append({"subset": subset, "statistic": "ceiling_sqrt_reliability", "subject": "human-human",
+                         "value": ceiling.get("ceiling"), "n": ceiling.get("items"),
+                         "note": ceiling.get("reason") or f"R={ceiling.get('reliability')} ({ceiling.get('source')})"})
+        for c in analysis.get("comparisons", []):
+            ci = c.get("ci") or [None, None]
+            rows.append({"subset": subset, "statistic": f"delta_{c['method']}", "subject": f"{c['a']} - {c['b']}",
+                         "value": c.get("delta"), "ci_low": ci[0], "ci_high": ci[1],
+                         "note": f"p={c.get('p')}; Holm p={c.get('p_holm')}; {c.get('test')}"})
         for emb in analysis.get("embedders", []):
             for method, c in emb.get("correlations", {}).items():
                 rows.append({"subset": subset, "statistic": method, "subject": emb["key"], "value": c.get("r"),

@@ -230,6 +230,8 @@ def metaeval_compute(
                                confidence=confidence) if not small else []
     result: dict[str, Any] = {
         "items": n,
+        "units": list(common),
+        "human_means": human.tolist(),
         "ratings": len(sub_values),
         "reliability": {"split_half_sb": rel["split_half"]["spearman_brown"], "split_half": rel["split_half"],
                         "split_half_spearman": rel["split_half_spearman"],
@@ -323,16 +325,18 @@ def _system_level(
     out: dict[str, Any] = {"systems": names, "items": len(present), "metrics": {}}
     if len(names) < 3:
         out["reason"] = f"{len(names)} system(s): correlations over systems need at least 3"
+    if not present:
+        return out
     index = {s: j for j, s in enumerate(names)}
-    sys_idx = np.array([index[labels[i]] for i in present])
+    sys_idx = np.array([index[labels[i]] for i in present], dtype=int)
     h = human[present]
     onehot = np.zeros((len(present), len(names)))
     onehot[np.arange(len(present)), sys_idx] = 1.0
     rng = np.random.default_rng(seed)
     weights = np.stack([np.bincount(rng.integers(0, len(present), len(present)), minlength=len(present))
-                        for _ in range(resamples)]).astype(float) if len(present) else np.zeros((0, 0))
+                        for _ in range(resamples)]).astype(float)
     per_system_h = (onehot.T @ h) / np.maximum(onehot.sum(axis=0), 1)
-    bw = weights @ onehot if len(present) else weights
+    bw = weights @ onehot
     with np.errstate(invalid="ignore", divide="ignore"):
         boot_h = (weights @ (onehot * h[:, None])) / bw
     out["human_means"] = {s: float(v) for s, v in zip(names, per_system_h, strict=True)}
@@ -422,6 +426,11 @@ def _p(p: float | None) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
+def _short(label: str) -> str:
+    """'sentence (all-MiniLM-L6-v2)' -> 'sentence': the first mention carries the full label."""
+    return " = ".join(part.split(" (")[0] for part in label.split(" = "))
+
+
 def headline_text(*, result: dict[str, Any], labels: Mapping[str, str] | None = None) -> str:
     """One paragraph answering "does the metric agree with humans, and which one agrees best?"."""
     labels = labels or {}
@@ -446,14 +455,14 @@ def headline_text(*, result: dict[str, Any], labels: Mapping[str, str] | None = 
         parts.append(f"the best any metric could reach is {_f(ceiling['ceiling'])} "
                      f"(reliability {_f(ceiling['reliability'])})")
         if defined[best]["spearman"]["r"] > ceiling["ceiling"]:
-            parts.append(f"{best}'s ρ is above that ceiling, which only sampling noise can explain")
+            parts.append(f"{_short(labels.get(best, best))}'s ρ is above that ceiling, which only sampling noise can explain")
     rows = [c for c in result["comparisons"] if c["method"] == "spearman" and c["a"] == best]
     if rows:
         runner = max(rows, key=lambda c: defined.get(c["b"], {}).get("spearman", {}).get("r") or -2)
         ci_d = f" [{_f(runner['ci'][0])}, {_f(runner['ci'][1])}]" if runner["ci"] else ""
         verdict = ("agrees with humans better than" if runner["p_holm"] is not None and runner["p_holm"] < 0.05
                    else "is not clearly better than")
-        parts.append(f"{best} {verdict} {runner['b']} (Δρ = {_f(runner['delta'])}{ci_d}, Holm p "
+        parts.append(f"{_short(labels.get(best, best))} {verdict} {_short(labels.get(runner['b'], runner['b']))} (Δρ = {_f(runner['delta'])}{ci_d}, Holm p "
                      f"{_p(runner['p_holm'])})")
     elif len(defined) > 1:
         parts.append("no comparison between metrics: too few items for a test")

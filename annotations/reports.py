@@ -20,6 +20,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from annotations import agreement as A
+from annotations import metaeval as M
 from annotations.exports import study_ratings_rows, study_similarity_scores
 from annotations.models import Annotator, Item, Report, Study
 from inference.embeddings import embedder_note
@@ -105,9 +106,19 @@ def study_results_compute(*, study: Study, params: dict[str, Any]) -> dict[str, 
             f"CI and P(alpha < alpha_min): {A.ALPHA_BOOTSTRAP_NOTES[params.get('alpha_method', 'items')]}; "
             f"{params['resamples']} resamples, seed {params['seed']}.",
             "Correlations: each embedder's cosine (mean over reference descriptions) against the item's mean "
-            "human rating; percentile bootstrap CI over items.",
-            "Ceiling: split-half human-human correlation averaged over random splits, Spearman-Brown "
-            "corrected (2r / (1 + r)) to the full number of raters.",
+            f"human rating; {M.BOOTSTRAP_NOTE}; p-values from scipy. All figures of one comparison use the same "
+            "items: those with two or more ratings and a score from every embedder.",
+            "Differences between embedders: paired bootstrap CI (the same resampled items for both); p from the "
+            "paired bootstrap (Spearman) or Williams' (1959) t-test for dependent correlations (Pearson); "
+            "Holm-corrected over all comparisons shown.",
+            "Reliability of the mean rating R: split-half correlation averaged over 200 random splits, "
+            "Spearman-Brown corrected (2r / (1 + r)); and ICC(2,k) (Shrout & Fleiss 1979, F interval after "
+            "McGraw & Wong 1996), or ICC(1,k) with k0 when raters are not crossed with items.",
+            "Ceiling: the most a metric can correlate with the mean human rating is sqrt(R); disattenuated "
+            "r / sqrt(R) estimates its correlation with an error-free human score.",
+            "Grouped: Kendall tau-b among the descriptions of one sample, averaged over samples (bootstrap over "
+            "samples). System level: per LLM config x prompt mean, Pearson/Kendall over systems and pairwise "
+            "accuracy (Kocmi et al. 2021), bootstrap over items.",
         ],
     }
     for subset in SUBSETS:
@@ -116,16 +127,18 @@ def study_results_compute(*, study: Study, params: dict[str, Any]) -> dict[str, 
             label=SUBSETS[subset], rows=subset_rows, domain=domain, scores=scores, generations=generations,
             params=params,
         )
+    results["headline"] = results["analyses"]["included"]["headline"]
     return results
 
 
 def _item_generations(study: Study) -> dict[int, dict[str, Any]]:
     items = Item.objects.filter(study=study, kind=Item.Kind.NORMAL, generation__isnull=False).select_related(
-        "generation__config", "generation__prompt")
+        "generation__config", "generation__prompt", "generation__va_estimate")
     return {
         item.pk: {"generation_id": item.generation_id, "model": item.generation.config.name,
                   "backend": item.generation.config.backend,
-                  "prompt": f"{item.generation.prompt.name} v{item.generation.prompt.version}"}
+                  "prompt": f"{item.generation.prompt.name} v{item.generation.prompt.version}",
+                  "sample_id": item.generation.va_estimate.sample_id}
         for item in items
     }
 
@@ -180,41 +193,80 @@ def _analysis(
                                  method=params.get("alpha_method", "items"))
         point = A.alpha_compute(value_counts=counts, domain=domain, level=level)
         out["alpha"][level] = {**point.as_dict(), **boot.as_dict()}
-    out["split_half"] = {
-        method: A.split_half(units=units, values=values, method=method, seed=seed).as_dict()
-        for method in ("spearman", "pearson")
-    }
+    meta = _metaeval(rows=[r for r, k in zip(rows, keep, strict=True) if k], scores=scores,
+                     generations=generations, params=params)
+    out["headline"] = meta["headline"]
+    out["reliability"] = meta["reliability"]
+    out["ceiling"] = meta["ceiling_detail"]
+    out["split_half"] = {"spearman": meta["reliability"]["split_half_spearman"],
+                         "pearson": meta["reliability"]["split_half"]}
+    out["comparisons"] = meta["comparisons"]
+    out["system_level"] = meta.get("system_level")
+    out["grouped"] = meta.get("grouped")
+    out["meta_notes"] = meta["notes"]
+    out["identical"] = meta["identical"]
+    out["compared_items"] = meta["items"]
+    out["embedders"] = _embedder_rows(meta=meta, scores=scores, generations=generations)
     agg = A.item_aggregates(units=units, values=values)
     item_mean = {int(u): float(m) for u, m in zip(agg["unit"], agg["mean"], strict=True)}
-    out["embedders"] = _embedder_correlations(item_mean=item_mean, scores=scores, generations=generations,
-                                              params=params)
     out["models"] = _model_means(item_mean=item_mean, generations=generations, params=params)
     return out
 
 
-def _embedder_correlations(
-    *, item_mean: dict[int, float], scores: dict[str, dict[int, float]], generations: dict[int, dict[str, Any]],
+def _embedder_label(key: str) -> str:
+    family, _, model = key.partition("/")
+    return f"{family} ({model})" if model else family
+
+
+def _metaeval(
+    *, rows: list[dict[str, Any]], scores: dict[str, dict[int, float]], generations: dict[int, dict[str, Any]],
     params: dict[str, Any],
+) -> dict[str, Any]:
+    """Reliability, ceiling, item/grouped/system-level correlations and paired comparisons of the
+    embedders on one set of items (annotations.metaeval). An item is a rated description; its system
+    is the LLM config x prompt that wrote it, its group the sample (face) it describes."""
+    item_scores = {
+        key: {item_id: by_gen[g["generation_id"]] for item_id, g in generations.items() if g["generation_id"] in by_gen}
+        for key, by_gen in scores.items()
+    }
+    return M.metaeval_compute(
+        units=[r["item_id"] for r in rows], raters=[r["annotator_id"] for r in rows],
+        values=[float(r["value"]) for r in rows], scores=item_scores,
+        systems={item_id: f"{g['model']} · {g['prompt']}" for item_id, g in generations.items()},
+        groups={item_id: g["sample_id"] for item_id, g in generations.items()},
+        labels={key: _embedder_label(key) for key in scores},
+        resamples=params["resamples"], seed=params["seed"], confidence=params["confidence"],
+    )
+
+
+def _embedder_rows(
+    *, meta: dict[str, Any], scores: dict[str, dict[int, float]], generations: dict[int, dict[str, Any]],
 ) -> list[dict[str, Any]]:
+    """One row per distinct embedder (identical checkpoints merged), on the compared items."""
     out = []
-    for key in sorted(scores):
-        family, _, model = key.partition("/")
-        pairs = [(scores[key][g["generation_id"]], item_mean[item_id])
-                 for item_id, g in generations.items()
-                 if item_id in item_mean and g["generation_id"] in scores[key]]
-        x = [p[0] for p in pairs]
-        y = [p[1] for p in pairs]
+    human = dict(zip(meta["units"], meta["human_means"], strict=True))
+    for name, m in meta["metrics"].items():
+        keys = name.split(" = ")
+        first = keys[0]
+        family, _, model = first.partition("/")
+        by_gen = scores[first]
+        x = [by_gen[generations[u]["generation_id"]] for u in meta["units"]]
         out.append({
-            "key": key, "family": family, "model": model,
-            "note": embedder_note(family=family, model=model),
-            "items": len(pairs), "x": x, "y": y,
-            "correlations": {
-                method: A.correlation_bootstrap(x=x, y=y, method=method, resamples=params["resamples"],
-                                                confidence=params["confidence"], seed=params["seed"]).as_dict()
-                for method in A.CORRELATION_METHODS
-            },
+            "key": name, "keys": keys, "label": m["label"], "family": family, "model": model,
+            "note": " ".join(dict.fromkeys(
+                note for k in keys if (note := embedder_note(family=k.partition("/")[0], model=k.partition("/")[2])))),
+            "items": m["n"], "x": x, "y": [human[u] for u in meta["units"]],
+            "disattenuated": m.get("disattenuated", {}), "exceeds_ceiling": m.get("exceeds_ceiling", False),
+            "correlations": {method: _correlation_row(m[method]) for method in M.METHODS},
+            "znorm": {method: _correlation_row(c) for method, c in m.get("znorm", {}).items()},
         })
     return out
+
+
+def _correlation_row(c: dict[str, Any]) -> dict[str, Any]:
+    ci = c.get("ci") or [None, None]
+    return {"r": c["r"], "p_value": c["p"], "ci_low": ci[0], "ci_high": ci[1], "n": c["n"],
+            "undefined_resamples": c.get("undefined_resamples", 0), "reason": c.get("reason", "")}
 
 
 def _model_means(

@@ -93,7 +93,8 @@ def test_it_downloads_the_report_as_csv_json_and_html(study: Study, rita: Client
     alpha = next(r for r in table if r["subset"] == "included" and r["statistic"] == "alpha_ordinal")
     assert float(alpha["ci_low"]) <= float(alpha["value"]) <= float(alpha["ci_high"])
     assert {r["statistic"] for r in table} >= {"spearman", "kendall", "pearson", "mean_rating", "rating_count",
-                                               "split_half_spearman"}
+                                               "split_half_spearman", "ICC(2,k)", "ceiling_sqrt_reliability",
+                                               "delta_spearman", "delta_pearson"}
     payload = rita.get(f"{base}.json").json()
     assert payload["version"] == 1 and set(payload["analyses"]) == {"all", "included"}
     html = rita.get(f"{base}.html")

@@ -82,3 +82,24 @@ def test_it_builds_a_new_version_from_the_list_page(browser_session, live_server
     assert errors == []
     assert os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE") == "true"
     assert Report.objects.filter(study=study, version=1, created_by=researcher).exists()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)])
+def test_it_fits_the_report_to_a_desktop_and_a_phone_scrolling_wide_tables_in_their_box(
+    browser_session, live_server, researcher: User, width: int, height: int,
+) -> None:
+    study = study_make(owner=researcher, items=16)
+    report = study_report_build(study=study, resamples=100)
+    page, errors = browser_session
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(f"{live_server.url}/research/studies/{study.slug}/reports/1/")
+    assert page.locator("#headline-text").inner_text() == report.results["headline"]
+    # The page itself never scrolls sideways; a table wider than the screen scrolls inside its box.
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    for box in page.locator("div.scroll").all():
+        assert box.evaluate("el => getComputedStyle(el).overflowX") == "auto"
+        assert box.evaluate("el => el.getBoundingClientRect().right") <= width + 0.5
+    if width < 500:
+        wide = page.locator("table.correlations").first.evaluate("el => el.scrollWidth")
+        assert wide > page.locator("table.correlations").first.evaluate("el => el.parentElement.clientWidth")
+    assert errors == []
