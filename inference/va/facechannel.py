@@ -274,17 +274,25 @@ def facechannel_optimize(model: FaceChannelDim) -> torch.nn.Module:
 
 @dataclass(frozen=True)
 class LoadedFaceChannel:
-    model: torch.nn.Module  # what to run: facechannel_optimize(port)
+    model: torch.nn.Module  # what to run: facechannel_optimize(port), or the int8 model when opted in
     port: FaceChannelDim  # the eager PyTorch port, as `load` built it
     info: WeightsInfo
+    precision: str = "fp32"
+    version: str = ""  # recorded as VAEstimate.model_sha256: the weights' sha256 for fp32, a derived one for int8
+    precision_details: dict[str, Any] | None = None
 
 
-_cache: dict[str, LoadedFaceChannel] = {}
+_cache: dict[tuple[str, str], LoadedFaceChannel] = {}  # fp32 only
 _lock = threading.Lock()
 
 
-def facechannel_load(path: str | None = None) -> LoadedFaceChannel:
-    """The model for settings.FACECHANNEL_WEIGHTS (or `path`), loaded once per process and file."""
+def facechannel_load(path: str | None = None, *, precision: str | None = None) -> LoadedFaceChannel:
+    """The model for settings.FACECHANNEL_WEIGHTS (or `path`) at settings.FACECHANNEL_PRECISION (or
+    `precision`), loaded once per process, file and precision. int8 is built and checked by
+    inference/va/quantize.py (it may refuse with ImproperlyConfigured)."""
+    from inference.va.quantize import facechannel_precision, int8_load
+
+    precision = precision or facechannel_precision()
     if path is None:
         path = str(getattr(settings, "FACECHANNEL_WEIGHTS", "") or "").strip()
         if not path:
@@ -295,15 +303,24 @@ def facechannel_load(path: str | None = None) -> LoadedFaceChannel:
         raise ImproperlyConfigured(f"FACECHANNEL_WEIGHTS={path} does not exist or is not a file")
     key = str(Path(path).resolve())
     with _lock:
-        loaded = _cache.get(key)
+        loaded = _cache.get((key, "fp32"))
         if loaded is None:
             info = weights_info(key)
             if not info.is_official:
                 logger.warning("FaceChannel weights %s have git blob %s, not the published %s: results are not "
                                "the paper's model", key, info.git_blob, OFFICIAL_GIT_BLOB)
             port = load(key)
-            loaded = _cache[key] = LoadedFaceChannel(model=facechannel_optimize(port), port=port, info=info)
-        return loaded
+            loaded = _cache[(key, "fp32")] = LoadedFaceChannel(
+                model=facechannel_optimize(port), port=port, info=info, version=info.sha256,
+                precision_details={"precision": "fp32"})
+        if precision == "fp32":
+            return loaded
+        fp32 = loaded
+    # Outside the lock: building int8 calibrates for seconds; int8_load caches it per weights, calibration set
+    # and bound.
+    int8 = int8_load(fp32.port, fp32.info.sha256)
+    return LoadedFaceChannel(model=int8.model, port=fp32.port, info=fp32.info, precision=precision,
+                             version=int8.version(fp32.info.sha256), precision_details=int8.details())
 
 
 def facechannel_predict(model: torch.nn.Module, faces: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
