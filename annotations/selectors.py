@@ -119,3 +119,33 @@ def annotator_median_seconds(*, annotator: Annotator) -> tuple[int, float | None
         )
     )
     return len(seconds), _median(seconds)
+
+
+def study_plan(*, study: Study, rho: float = 0.3, power: float = 0.8) -> dict[str, Any]:
+    """The planning numbers for a study once a pilot has ratings (shown on the manage page).
+
+    The pilot reliability is the single-rater ICC of the usable ratings on normal items (annotators
+    not excluded); Spearman-Brown projects it to the study's k. Seconds per rating are the median
+    time on item; pay comes from the study's settings when set.
+    """
+    from .planning import plan_lines, study_plan_compute
+    from .reliability import icc_compute
+
+    rows = list(Rating.objects.filter(item__study=study, item__kind=Item.Kind.NORMAL, annotator__excluded=False)
+                .values_list("item_id", "annotator_id", "value", "seconds_on_item"))
+    base = {"rho": rho, "power": power, "k": study.raters_per_item}
+    if not rows:
+        return {**base, "available": False, "reason": "no ratings yet: run a pilot first"}
+    icc = icc_compute(units=[r[0] for r in rows], raters=[r[1] for r in rows], values=[float(r[2]) for r in rows])
+    if icc.single is None:
+        return {**base, "available": False, "reason": f"the pilot's reliability is undefined: {icc.reason}"}
+    seconds = [r[3] for r in rows if r[3] is not None and r[3] > 0]
+    pay = float(study.pay_per_hour) if study.pay_per_hour is not None else None
+    plan = study_plan_compute(
+        rho=rho, power=power, raters=study.raters_per_item, reliability=max(min(icc.single, 0.999), -0.999),
+        pilot_raters=1, seconds_per_rating=statistics.median(seconds) if seconds else None,
+        pay_per_hour=pay if seconds else None,
+    )
+    return {**base, "available": True, "plan": plan.as_dict(), "lines": plan_lines(plan, currency=study.pay_currency),
+            "pilot": {"items": icc.n, "ratings": len(rows), "model": icc.model, "single": icc.single,
+                      "ci_low": icc.single_ci_low, "ci_high": icc.single_ci_high}}
