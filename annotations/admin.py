@@ -35,7 +35,10 @@ class StudyAdminForm(forms.ModelForm):
 
     class Meta:
         model = Study
-        exclude = ["selection", "created_by", "pseudonym_salt"]
+        # Comparative (best–worst, pairwise) studies are built by study_create, which makes their design;
+        # the admin makes Likert studies only.
+        exclude = ["selection", "created_by", "kind", "allow_ties", "design_seed", "unit_appearances",
+                   "pseudonym_salt"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -32,5 +32,17 @@ class RatingForm(forms.Form):
         self.fields["value"].error_messages["required"] = "Choose a rating before submitting."
 
 
+class ChoiceForm(forms.Form):
+    """A best–worst (best, worst) or pairwise (best = the preferred option or "tie") answer; the service checks it."""
+
+    best = forms.CharField(required=False, max_length=20)
+    worst = forms.CharField(required=False, max_length=20)
+    comment = forms.CharField(required=False, max_length=MAX_COMMENT_CHARS, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, study: Study, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.study = study
+
+
 class StudyStatusForm(forms.Form):
     status = forms.ChoiceField(choices=Study.Status.choices)

@@ -10,7 +10,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from inference.models import Dataset, Generation
+from inference.models import Dataset, Generation, Sample
 
 RESEARCHER_GROUP = "researcher"
 
@@ -42,6 +42,11 @@ class Study(models.Model):
         FULL_CODE = "code", "The completion code"
         NO_CODE = "none", "No code"
 
+    class Kind(models.TextChoices):
+        LIKERT = "likert", "Likert rating"
+        BWS = "bws", "Best–worst scaling"
+        PAIRWISE = "pairwise", "Pairwise choice"
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
@@ -56,6 +61,14 @@ class Study(models.Model):
         default=list, blank=True, help_text="One label per scale point, lowest first."
     )
     raters_per_item = models.PositiveIntegerField(default=3, help_text="k distinct raters per item.")
+    # What one judgment is (docs/annotation.md "Choosing an instrument"): a Likert rating of one
+    # description, or a comparative unit of 4 (best–worst) or 2 (pairwise) descriptions of one sample.
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.LIKERT)
+    allow_ties = models.BooleanField(default=False, help_text="Pairwise: offer 'equally good'.")
+    design_seed = models.IntegerField(default=0, help_text="Comparative: seed of the tuple design.")
+    unit_appearances = models.PositiveIntegerField(
+        default=8, help_text="Comparative: units each description appears in (K&M: 8, i.e. 2N 4-tuples)."
+    )
     show_image = models.BooleanField(default=True)
     show_va = models.BooleanField(default=False)
     show_reference = models.BooleanField(default=False)
@@ -119,6 +132,8 @@ class Item(models.Model):
     )
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.NORMAL)
     text = models.TextField(help_text="What the annotator reads (snapshot of the description).")
+    # Comparative units: the sample whose face is shown; the descriptions are the unit's `options`.
+    sample = models.ForeignKey(Sample, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     expected_min = models.IntegerField(null=True, blank=True)
     expected_max = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -135,6 +150,30 @@ class Item(models.Model):
 
     def __str__(self) -> str:
         return f"item {self.pk} ({self.kind})"
+
+
+class UnitOption(models.Model):
+    """One description shown in a comparative unit (an Item of a best–worst or pairwise study)."""
+
+    class Expected(models.TextChoices):
+        NONE = "", "—"
+        BEST = "best", "Known best"
+        WORST = "worst", "Known worst"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="options")
+    position = models.PositiveSmallIntegerField(help_text="Order in the design; each annotator sees a shuffle.")
+    generation = models.ForeignKey(
+        Generation, null=True, blank=True, on_delete=models.PROTECT, related_name="unit_options"
+    )
+    text = models.TextField(help_text="What the annotator reads (snapshot of the description).")
+    expected = models.CharField(max_length=5, choices=Expected.choices, blank=True, help_text="Gold units only.")
+
+    class Meta:
+        ordering = ["item_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["item", "position"], name="unit_option_unique_position")]
+
+    def __str__(self) -> str:
+        return f"option {self.position} of item {self.item_id}"
 
 
 class Annotator(models.Model):
@@ -206,7 +245,12 @@ class Rating(models.Model):
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="rating")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="ratings")
     annotator = models.ForeignKey(Annotator, on_delete=models.CASCADE, related_name="ratings")
-    value = models.IntegerField()
+    value = models.IntegerField(null=True, blank=True, help_text="Likert studies; empty for comparative choices.")
+    # Comparative choices: best and worst (pairwise: preferred and other; both empty: "equally good"),
+    # and the option ids in the order this annotator saw them (the position in the raw-choice export).
+    best = models.ForeignKey(UnitOption, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    worst = models.ForeignKey(UnitOption, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    shown_order = models.JSONField(default=list, blank=True)
     comment = models.TextField(blank=True)
     seconds_on_item = models.FloatField(null=True, blank=True)
     passed_check = models.BooleanField(null=True, blank=True, help_text="Gold/attention items only.")

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from .access import study_required
 from .assignment import annotator_remaining_count, assignment_next
-from .forms import ConsentForm, RatingForm, StudyStatusForm
+from .forms import ChoiceForm, ConsentForm, RatingForm, StudyStatusForm
 from .models import Annotator, Assignment, Study
 from .selectors import (
     annotator_own_ratings,
@@ -49,6 +49,7 @@ from .services.ratings import (
     rating_submit,
 )
 from .services.studies import StudyInvalid, study_status_set
+from .views_compare import unit_render
 
 AnnotatorView = Callable[..., HttpResponse]
 ALREADY_RECORDED = "Your rating for that item was already recorded; a submitted rating is final."
@@ -185,7 +186,7 @@ def next_item(request: HttpRequest, study: Study, annotator: Annotator) -> HttpR
 def _own_assignment(annotator: Annotator, study: Study, token: Any) -> Assignment:
     # 404 (not 403) for someone else's id too: an id that is not yours is indistinguishable from a forged one.
     assignment = (
-        Assignment.objects.select_related("item__generation__va_estimate__sample")
+        Assignment.objects.select_related("item__generation__va_estimate__sample", "item__sample")
         .filter(token=token, annotator=annotator, item__study=study)
         .first()
     )
@@ -194,11 +195,13 @@ def _own_assignment(annotator: Annotator, study: Study, token: Any) -> Assignmen
     return assignment
 
 
-def _item_context(study: Study, annotator: Annotator, assignment: Assignment, form: RatingForm) -> dict[str, Any]:
+def _item_context(
+    study: Study, annotator: Annotator, assignment: Assignment, form: RatingForm | ChoiceForm | None
+) -> dict[str, Any]:
     item = assignment.item
     generation = item.generation
     estimate = generation.va_estimate if generation is not None else None
-    sample = estimate.sample if estimate is not None else None
+    sample = estimate.sample if estimate is not None else item.sample  # a comparative unit names its sample
     done = annotator_rating_count(annotator=annotator)
     # Counting the items still open to this annotator is the costliest read of the page and only feeds
     # an "about N" progress bar, so the estimate is cached per annotator for a minute.
@@ -214,8 +217,9 @@ def _item_context(study: Study, annotator: Annotator, assignment: Assignment, fo
         for i, value in enumerate(range(study.scale_min, study.scale_max + 1))
     ]
     return {
-        "study": study, "assignment": assignment, "item": item, "form": form, "points": points,
-        "selected": form["value"].value(), "done": done, "total": total, "position": done + 1,
+        "study": study, "annotator": annotator, "assignment": assignment, "item": item, "form": form,
+        "points": points, "selected": form["value"].value() if isinstance(form, RatingForm) else None,
+        "done": done, "total": total, "position": done + 1,
         "show_image": study.show_image and sample is not None and bool(sample.image),
         "va": estimate if study.show_va and estimate is not None and estimate.valence is not None else None,
         "references": list(sample.references or []) if study.show_reference and sample is not None else [],
@@ -225,21 +229,25 @@ def _item_context(study: Study, annotator: Annotator, assignment: Assignment, fo
 @require_http_methods(["GET", "POST"])
 @annotator_required
 def item(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -> HttpResponse:
+    comparative = study.kind != Study.Kind.LIKERT
     if request.method == "GET":
         assignment = _own_assignment(annotator, study, token)
         if assignment.status != Assignment.Status.ACTIVE:
             return redirect("annotations:next", slug=study.slug)
         assignment_mark_shown(assignment=assignment)
+        if comparative:
+            return unit_render(request, _item_context(study, annotator, assignment, None))
         context = _item_context(study, annotator, assignment, RatingForm(study=study))
         return render(request, "annotations/item.html", context)
 
-    form = RatingForm(request.POST, study=study)
+    form = (ChoiceForm if comparative else RatingForm)(request.POST, study=study)
     if form.is_valid():
         try:
             # The service finds the assignment under a row lock and answers a replay itself.
             result = rating_submit(
-                annotator=annotator, assignment_token=token,
-                value=form.cleaned_data["value"], comment=form.cleaned_data["comment"],
+                annotator=annotator, assignment_token=token, value=form.cleaned_data.get("value"),
+                best=form.cleaned_data.get("best"), worst=form.cleaned_data.get("worst"),
+                comment=form.cleaned_data["comment"],
             )
         except AssignmentNotFound as exc:
             raise Http404("no such assignment") from exc
@@ -251,13 +259,15 @@ def item(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -
                 status=409, next_url=reverse("annotations:next", kwargs={"slug": study.slug}),
             )
         except RatingInvalid as exc:
-            form.add_error("value", str(exc))
+            form.add_error(None if comparative else "value", str(exc))
         else:
             return _after_submit(request, study, result)
     assignment = _own_assignment(annotator, study, token)
     if assignment.status == Assignment.Status.SUBMITTED:
         messages.info(request, ALREADY_RECORDED)
         return redirect("annotations:next", slug=study.slug)
+    if comparative:
+        return unit_render(request, _item_context(study, annotator, assignment, form), status=400)
     return render(request, "annotations/item.html", _item_context(study, annotator, assignment, form), status=400)
 
 
@@ -277,9 +287,10 @@ def item_image(request: HttpRequest, study: Study, annotator: Annotator, token: 
     """The photo of one of your own assignments; no stable public URL reveals which sample an item is."""
     assignment = _own_assignment(annotator, study, token)
     generation = assignment.item.generation
-    if not study.show_image or generation is None or not generation.va_estimate.sample.image:
+    sample = generation.va_estimate.sample if generation is not None else assignment.item.sample
+    if not study.show_image or sample is None or not sample.image:
         raise Http404("no image")
-    response = FileResponse(generation.va_estimate.sample.image.open("rb"))
+    response = FileResponse(sample.image.open("rb"))
     response["Cache-Control"] = "private, max-age=3600"
     return response
 

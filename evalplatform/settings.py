@@ -216,6 +216,15 @@ OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
 OLLAMA_HOST = env_str("OLLAMA_HOST", "http://127.0.0.1:11434")
 
 # --- Import limits -----------------------------------------------------------------------------
+# Seconds a crowd worker needs for one judgment (one submitted unit) of each instrument: a Likert rating of
+# one description, a best–worst choice on 4 descriptions, a pairwise choice. Planning defaults for cost
+# estimates and benchmarks/judgment_efficiency.py; replace them with a pilot's median times.
+JUDGMENT_SECONDS = {
+    "likert": env_float("JUDGMENT_SECONDS_LIKERT", 8.0),
+    "bws": env_float("JUDGMENT_SECONDS_BWS", 20.0),
+    "pairwise": env_float("JUDGMENT_SECONDS_PAIRWISE", 12.0),
+}
+
 IMPORT_MAX_IMAGE_BYTES = env_int("IMPORT_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 IMPORT_MAX_IMAGE_PIXELS = env_int("IMPORT_MAX_IMAGE_PIXELS", 40_000_000)
 

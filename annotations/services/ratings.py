@@ -10,8 +10,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..assignment import item_slot_free_locked
-from ..models import Annotator, Assignment, Item, Rating, Study
+from ..models import Annotator, Assignment, Item, Rating, Study, UnitOption
 from ..selectors import annotator_median_seconds
+from .units import unit_display_order
 
 MAX_COMMENT_CHARS = 2000
 SPEED_RULE_MIN_RATINGS = 3  # a median of one or two answers says little about speeding
@@ -49,6 +50,57 @@ def rating_value_parse(*, study: Study, raw: object) -> int:
     if not study.scale_min <= value <= study.scale_max:
         raise RatingInvalid(f"{value} is outside the scale {study.scale_min} to {study.scale_max}")
     return value
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one submit stores: a Likert value, or a comparative choice (best/worst; both None = tie)."""
+
+    value: int | None = None
+    best: UnitOption | None = None
+    worst: UnitOption | None = None
+    shown_order: list[int] | None = None
+    passed: bool | None = None
+
+
+def _option_pick(options: dict[str, UnitOption], raw: object, what: str) -> UnitOption:
+    option = options.get(str(raw if raw is not None else "").strip())
+    if option is None:
+        raise RatingInvalid(f"choose the {what}")
+    return option
+
+
+def choice_parse(*, study: Study, item: Item, best: object, worst: object, seed: int) -> Answer:
+    """Check a best–worst or pairwise answer against the unit's own descriptions; grade a check unit."""
+    options = list(item.options.all())
+    shown = [option.pk for option in unit_display_order(seed=seed, item_id=item.pk, options=options)]
+    by_id = {str(option.pk): option for option in options}
+    if study.kind == Study.Kind.PAIRWISE:
+        if str(best).strip() == "tie":
+            if not study.allow_ties:
+                raise RatingInvalid("this study asks you to choose one of the two descriptions")
+            return Answer(shown_order=shown, passed=_graded(item, options, None, None))
+        chosen = _option_pick(by_id, best, "description that matches better")
+        other = next(option for option in options if option.pk != chosen.pk)
+        return Answer(best=chosen, worst=other, shown_order=shown, passed=_graded(item, options, chosen, other))
+    chosen_best = _option_pick(by_id, best, "best match")
+    chosen_worst = _option_pick(by_id, worst, "worst match")
+    if chosen_best.pk == chosen_worst.pk:
+        raise RatingInvalid("the best and the worst match must be different descriptions")
+    return Answer(best=chosen_best, worst=chosen_worst, shown_order=shown,
+                  passed=_graded(item, options, chosen_best, chosen_worst))
+
+
+def _graded(item: Item, options: list[UnitOption], best: UnitOption | None, worst: UnitOption | None) -> bool | None:
+    if item.kind == Item.Kind.NORMAL:
+        return None
+    known_best = next((o for o in options if o.expected == UnitOption.Expected.BEST), None)
+    known_worst = next((o for o in options if o.expected == UnitOption.Expected.WORST), None)
+    if known_best is None:
+        return None
+    if len(options) == 2:
+        return best is not None and best.pk == known_best.pk
+    return best is not None and best.pk == known_best.pk and (known_worst is None or worst.pk == known_worst.pk)
 
 
 def _token_parse(token: object) -> uuid.UUID:
@@ -89,9 +141,10 @@ def annotator_exclusion_apply(*, annotator: Annotator, study: Study, check_faile
 
 
 def rating_submit(
-    *, annotator: Annotator, assignment_token: object, value: object, comment: str = ""
+    *, annotator: Annotator, assignment_token: object, value: object = None, comment: str = "",
+    best: object = None, worst: object = None,
 ) -> SubmitResult:
-    """Store the annotator's rating for one of their assignments.
+    """Store the annotator's rating (Likert `value`) or choice (`best`/`worst` option ids) for an assignment.
 
     A replay (double click, back button, retried POST) of a submitted assignment returns the stored
     rating unchanged: a submitted rating is final. A late submit of an expired assignment is kept when
@@ -115,7 +168,14 @@ def rating_submit(
         if assignment.status == Assignment.Status.SUBMITTED:
             return SubmitResult(rating=Rating.objects.get(assignment=assignment), created=False)
         study = assignment.annotator.study
-        parsed = rating_value_parse(study=study, raw=value)
+        item = assignment.item
+        if study.kind == Study.Kind.LIKERT:
+            parsed = rating_value_parse(study=study, raw=value)
+            answer = Answer(value=parsed)
+            if item.kind != Item.Kind.NORMAL and item.expected_min is not None and item.expected_max is not None:
+                answer = Answer(value=parsed, passed=item.expected_min <= parsed <= item.expected_max)
+        else:
+            answer = choice_parse(study=study, item=item, best=best, worst=worst, seed=assignment.annotator.order_seed)
         now = timezone.now()
         if assignment.status == Assignment.Status.EXPIRED or assignment.expires_at <= now:
             if assignment.annotator.excluded or not item_slot_free_locked(
@@ -123,13 +183,11 @@ def rating_submit(
             ):
                 Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.EXPIRED)
                 raise AssignmentExpired("the time for this item ran out and it went to another annotator")
-        item = assignment.item
-        passed = None
-        if item.kind != Item.Kind.NORMAL and item.expected_min is not None and item.expected_max is not None:
-            passed = item.expected_min <= parsed <= item.expected_max
+        passed = answer.passed
         started = assignment.shown_at or assignment.created_at
         rating = Rating.objects.create(
-            assignment=assignment, item=item, annotator_id=annotator.pk, value=parsed, comment=comment,
+            assignment=assignment, item=item, annotator_id=annotator.pk, value=answer.value, comment=comment,
+            best=answer.best, worst=answer.worst, shown_order=answer.shown_order or [],
             seconds_on_item=max(0.0, (now - started).total_seconds()), passed_check=passed,
         )
         Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, submitted_at=now)

@@ -15,11 +15,15 @@ from django.utils.text import slugify
 
 from inference.models import Dataset, Generation, LLMConfig, PromptTemplate
 
-from ..models import PROLIFIC_COMPLETION_URL, Item, Study
+from ..models import PROLIFIC_COMPLETION_URL, Item, Study, UnitOption
 
 DEFAULT_LIKERT_LABELS = ["Not at all", "Slightly", "Moderately", "Well", "Very well"]
 MAX_SCALE_POINTS = 11  # beyond 0-10 the buttons no longer fit a phone and keyboard shortcuts run out
 FAILED_CHECK_ACTIONS = ("continue", "warn", "end")
+COMPARATIVE_QUESTIONS = {
+    Study.Kind.BWS: "Which description matches the person's emotional expression best, and which worst?",
+    Study.Kind.PAIRWISE: "Which description matches the person's emotional expression better?",
+}
 
 
 class StudyInvalid(ValueError):
@@ -266,9 +270,15 @@ def study_settings_clean(**raw: Any) -> dict[str, Any]:
         fields["scale_labels"] = _scale_validate(
             scale_min=raw.get("scale_min", 1), scale_max=raw.get("scale_max", 5), scale_labels=raw.get("scale_labels")
         )
+    if "kind" in raw and raw["kind"] not in Study.Kind.values:
+        raise StudyInvalid(f"study kind {raw['kind']!r}: choose one of {', '.join(Study.Kind.values)}")
+    if raw.get("allow_ties") and raw.get("kind") != Study.Kind.PAIRWISE:
+        raise StudyInvalid("'equally good' (ties) is an option of pairwise studies only")
+    if "unit_appearances" in raw and (raw["unit_appearances"] is None or int(raw["unit_appearances"]) < 1):
+        raise StudyInvalid(f"units per description must be at least 1, got {raw['unit_appearances']}")
     plain = ("raters_per_item", "failed_check_action", "max_failed_checks", "assignment_timeout_minutes",
              "early_finish", "scale_min", "scale_max", "show_image", "show_va", "show_reference", "instructions",
-             "consent_text")
+             "consent_text", "kind", "allow_ties", "design_seed", "unit_appearances")
     fields.update({key: raw[key] for key in plain if key in raw})
     if "min_median_seconds" in raw:
         fields["min_median_seconds"] = float(raw["min_median_seconds"])
@@ -293,6 +303,33 @@ def _selection(*, dataset: Dataset | str | None, config_names: Sequence[str], pr
         "prompts": list(prompt_names), "task": task, "statuses": list(statuses),
     }
     return dataset_obj, selection, generations
+
+
+def _checks_match_kind(*, kind: str, attention_items: Iterable[Any] | None, gold_units: Iterable[Any] | None) -> None:
+    if kind == Study.Kind.LIKERT and gold_units:
+        raise StudyInvalid("gold units (known best and worst) belong to best–worst and pairwise studies")
+    if kind != Study.Kind.LIKERT and attention_items:
+        raise StudyInvalid("a comparative study takes gold units (known best and worst), not rating-range checks")
+
+
+def _study_contents_add(
+    *, study: Study, generations: Iterable[Generation], checks: Iterable[CheckItem] | None,
+    gold_units: Iterable[Any] | None,
+) -> None:
+    """Likert: one item per description and its range checks; comparative: the design's units and gold units."""
+    # Imported here: the units service builds on this module (StudyInvalid, item texts).
+    from .units import study_gold_units_add, study_units_add
+
+    if study.kind == Study.Kind.LIKERT:
+        if generations is not None:
+            study_items_add(study=study, generations=generations)
+        if checks is not None:
+            study_check_items_add(study=study, check_items=checks)
+    else:
+        if generations is not None:
+            study_units_add(study=study, generations=generations)
+        if gold_units is not None:
+            study_gold_units_add(study=study, gold_units=gold_units)
 
 
 def study_create(
@@ -332,8 +369,13 @@ def study_create(
     partial_completion_code: str | None = None,
     early_finish: str = Study.EarlyFinish.PARTIAL_CODE,
     open_now: bool = False,
+    kind: str = Study.Kind.LIKERT,
+    allow_ties: bool = False,
+    design_seed: int = 0,
+    unit_appearances: int = 8,
+    gold_units: Iterable[Any] = (),
 ) -> Study:
-    """Create a study with one item per selected Generation plus its gold/attention items, atomically.
+    """Create a study with its items (Likert) or units (best–worst, pairwise) and check items, atomically.
 
     The one way a study is made: the web form, `create_study` and the demo all call this. The owner (and
     the collaborators) are who may see it; a study without an owner is visible to superusers only.
@@ -348,7 +390,11 @@ def study_create(
         early_finish=early_finish, items_per_participant=items_per_participant,
         max_participants=max_participants, expected_minutes=expected_minutes, pay_per_hour=pay_per_hour,
         pay_currency=pay_currency, completion_url_template=completion_url_template,
+        kind=kind, allow_ties=allow_ties, design_seed=design_seed, unit_appearances=unit_appearances,
     )
+    _checks_match_kind(kind=kind, attention_items=attention_items, gold_units=gold_units)
+    if not question and kind in COMPARATIVE_QUESTIONS:
+        fields["question"] = COMPARATIVE_QUESTIONS[kind]
     checks = [c if isinstance(c, CheckItem) else check_item_parse(c) for c in attention_items]
     people = collaborators_validate(owner=owner, collaborators=collaborators)
     if slug is not None:
@@ -369,8 +415,7 @@ def study_create(
     with transaction.atomic():
         study = Study.objects.create(**fields)
         study.collaborators.set(people)
-        study_items_add(study=study, generations=generations)
-        study_check_items_add(study=study, check_items=checks)
+        _study_contents_add(study=study, generations=generations, checks=checks, gold_units=gold_units)
     return study
 
 
@@ -383,6 +428,7 @@ def study_update(
     task: str | None = None,
     statuses: Sequence[str] | None = None,
     attention_items: Iterable[CheckItem | Mapping[str, Any] | str] | None = None,
+    gold_units: Iterable[Any] | None = None,
     collaborators: Iterable[AbstractBaseUser] | None = None,
     **settings_fields: Any,
 ) -> Study:
@@ -393,7 +439,14 @@ def study_update(
     """
     if study.status != Study.Status.DRAFT:
         raise StudyInvalid("only a draft study can be edited; duplicate it to change an opened one")
+    if "allow_ties" in settings_fields and "kind" not in settings_fields:
+        settings_fields["kind"] = study.kind
     fields = study_settings_clean(**settings_fields)
+    kind = fields.get("kind", study.kind)
+    _checks_match_kind(kind=kind, attention_items=attention_items, gold_units=gold_units)
+    # A new instrument or design needs new units, and check items of the other instrument no longer apply.
+    redesign = any(key in fields and fields[key] != getattr(study, key)
+                   for key in ("kind", "design_seed", "unit_appearances"))
     if "raters_per_item" in settings_fields:
         fields["raters_per_item"] = int(settings_fields["raters_per_item"])
     checks = None if attention_items is None else [
@@ -408,6 +461,15 @@ def study_update(
             statuses=statuses or current.get("statuses", [Generation.Status.OK]),
         )
         fields.update({"dataset": dataset_obj, "selection": selection})
+    elif redesign:
+        current = study.selection or {}
+        dataset_obj, selection, generations = _selection(
+            dataset=study.dataset, config_names=current.get("configs", []), prompt_names=current.get("prompts", []),
+            task=current.get("task", PromptTemplate.Task.DESCRIBE),
+            statuses=current.get("statuses", [Generation.Status.OK]),
+        )
+    if "kind" in fields and fields["kind"] != study.kind and not settings_fields.get("question"):
+        fields["question"] = COMPARATIVE_QUESTIONS.get(fields["kind"], Study._meta.get_field("question").default)
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(pk=study.pk)
         if locked.status != Study.Status.DRAFT:
@@ -422,11 +484,11 @@ def study_update(
             locked.collaborators.set(people)
         if generations is not None:
             locked.items.filter(kind=Item.Kind.NORMAL).delete()
-            study_items_add(study=locked, generations=generations)
-        if checks is not None:
+        if checks is not None or gold_units is not None or ("kind" in fields and fields["kind"] != study.kind):
             locked.items.exclude(kind=Item.Kind.NORMAL).delete()
-            study_check_items_add(study=locked, check_items=checks)
-        elif "scale_min" in fields or "scale_max" in fields:
+        _study_contents_add(study=locked, generations=generations, checks=checks, gold_units=gold_units)
+        # Comparative check units have no rating range to keep within the scale.
+        if locked.kind == Study.Kind.LIKERT and checks is None and ("scale_min" in fields or "scale_max" in fields):
             for check in locked.items.exclude(kind=Item.Kind.NORMAL):
                 if not (locked.scale_min <= check.expected_min <= check.expected_max <= locked.scale_max):
                     raise StudyInvalid(f"check item {check.text!r} no longer fits the new scale")
@@ -438,6 +500,7 @@ COPIED_FIELDS = (
     "show_va", "show_reference", "instructions", "consent_text", "max_failed_checks", "min_median_seconds",
     "failed_check_action", "assignment_timeout_minutes", "completion_url_template", "early_finish",
     "items_per_participant", "max_participants", "expected_minutes", "pay_per_hour", "pay_currency",
+    "kind", "allow_ties", "design_seed", "unit_appearances",
 )
 
 
@@ -450,10 +513,16 @@ def study_duplicate(*, study: Study, owner: AbstractBaseUser) -> Study:
             name=name, slug=_slug_unique(name), status=Study.Status.DRAFT, owner=owner, created_by=owner, **fields
         )
         copy.collaborators.set(study.collaborators.all())
-        Item.objects.bulk_create([
+        originals = list(study.items.order_by("id").prefetch_related("options"))
+        copies = Item.objects.bulk_create([
             Item(study=copy, generation_id=item.generation_id, kind=item.kind, text=item.text,
-                 expected_min=item.expected_min, expected_max=item.expected_max)
-            for item in study.items.order_by("id")
+                 expected_min=item.expected_min, expected_max=item.expected_max, sample_id=item.sample_id)
+            for item in originals
+        ])
+        UnitOption.objects.bulk_create([
+            UnitOption(item=new, position=option.position, generation_id=option.generation_id, text=option.text,
+                       expected=option.expected)
+            for old, new in zip(originals, copies, strict=True) for option in old.options.all()
         ])
     return copy
 

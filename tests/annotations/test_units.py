@@ -1,0 +1,216 @@
+"""Best–worst and pairwise studies: units built from the design, judged on the page, checks and assignment."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.test import Client
+
+from annotations.models import Annotator, Item, Rating, Study, UnitOption
+from annotations.services.studies import StudyInvalid, study_create
+from annotations.services.units import gold_unit_parse, unit_display_order
+from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Sample, VAEstimate
+
+from .conftest import SECRET_MODEL, _png
+
+pytestmark = pytest.mark.django_db
+SYSTEM_PREFIX = "secret-system-"
+
+
+@pytest.fixture
+def systems_on_faces(db) -> Callable[..., list[Generation]]:
+    """`systems_on_faces(samples, systems)`: every system (an LLM config) describes every face."""
+
+    def make(samples: int = 3, systems: int = 8, *, short: int = 0) -> list[Generation]:
+        dataset, _ = Dataset.objects.get_or_create(name="faces", defaults={"format": "manifest"})
+        prompt, _ = PromptTemplate.objects.get_or_create(
+            task=PromptTemplate.Task.DESCRIBE, name="describe", version=1, defaults={"text": "V={valence}"})
+        configs = [LLMConfig.objects.get_or_create(name=f"{SYSTEM_PREFIX}{s}", defaults={
+            "backend": LLMConfig.Backend.OPENAI, "model": SECRET_MODEL})[0] for s in range(systems)]
+        out = []
+        for i in range(samples + (1 if short else 0)):
+            name = default_storage.save(f"samples/cmp-{i}.png", ContentFile(_png(i)))
+            sample = Sample.objects.create(dataset=dataset, external_id=f"face-{i}", image=name,
+                                           image_sha256=f"{i:064d}", width=8, height=8, references=[])
+            estimate = VAEstimate.objects.create(sample=sample, source="expression", model_sha256="m" * 64,
+                                                 valence=0.1, arousal=0.2)
+            for config in configs[: short if i == samples else systems]:
+                out.append(Generation.objects.create(
+                    va_estimate=estimate, config=config, prompt=prompt, task=PromptTemplate.Task.DESCRIBE,
+                    text=f"Face {i} as told by system {config.name[-1]}.", status=Generation.Status.OK,
+                    raw_text="x"))
+        return out
+
+    return make
+
+
+def comparative_study(kind: str, *, slug: str = "cmp", k: int = 2, **extra) -> Study:
+    return study_create(name=f"{kind} study", slug=slug, dataset="faces", config_names=[], prompt_names=[],
+                        k=k, open_now=True, kind=kind, **extra)
+
+
+def join(study: Study, worker: str) -> Client:
+    client = Client()
+    assert client.get(f"/s/{study.slug}/join", {"PROLIFIC_PID": worker}).status_code == 302
+    client.post(f"/s/{study.slug}/consent", {"agree": "on"})
+    return client
+
+
+def current_unit(client: Client, study: Study) -> tuple[str, str]:
+    response = client.get(f"/s/{study.slug}/")
+    if response.status_code != 302:
+        return "", response.content.decode()  # a page saying nothing is left
+    location = response["Location"]
+    return location, client.get(location).content.decode() if "/a/" in location else ""
+
+
+def page_option_ids(html: str, name: str = "best") -> list[int]:
+    return [int(v) for v in re.findall(rf'name="{name}" value="(\d+)"', html)]
+
+
+def test_it_builds_bws_units_of_four_descriptions_of_one_face(systems_on_faces) -> None:
+    systems_on_faces(samples=3, systems=8, short=3)
+    study = comparative_study(Study.Kind.BWS)
+    units = list(study.items.filter(kind=Item.Kind.NORMAL).prefetch_related("options__generation__va_estimate"))
+    assert len(units) == 3 * 16  # K&M: 2N 4-tuples per face of N = 8 descriptions
+    for unit in units:
+        options = list(unit.options.all())
+        assert len(options) == 4
+        assert len({o.generation_id for o in options}) == 4
+        assert {o.generation.va_estimate.sample_id for o in options} == {unit.sample_id}
+    per_description: dict[int, int] = {}
+    for option in UnitOption.objects.filter(item__study=study):
+        per_description[option.generation_id] = per_description.get(option.generation_id, 0) + 1
+    assert set(per_description.values()) == {8}
+    design = Study.objects.get(pk=study.pk).selection["design"]
+    assert design["short_samples"] and list(design["short_samples"].values()) == [3]  # reported, not padded
+    assert study.question.startswith("Which description matches")
+
+
+def test_it_refuses_a_comparative_study_when_no_face_has_enough_descriptions(systems_on_faces) -> None:
+    systems_on_faces(samples=2, systems=3)
+    with pytest.raises(StudyInvalid, match="no sample has 4 or more"):
+        comparative_study(Study.Kind.BWS)
+    assert not Study.objects.exists()  # nothing half-created
+    with pytest.raises(StudyInvalid, match="pairwise studies only"):
+        comparative_study(Study.Kind.BWS, allow_ties=True)
+    with pytest.raises(StudyInvalid, match="study kind"):
+        comparative_study("ranking")
+
+
+def test_it_records_a_best_worst_choice_from_the_page_without_revealing_systems(systems_on_faces) -> None:
+    systems_on_faces(samples=2, systems=4)
+    study = comparative_study(Study.Kind.BWS)
+    client = join(study, "w1")
+    url, html = current_unit(client, study)
+    assert client.get(f"{url}image").status_code == 200  # the face of the unit's sample
+    assert SYSTEM_PREFIX not in html and SECRET_MODEL not in html
+    assert "Face " in html and "1–4 for the <strong>best</strong>" in html
+    best_ids, worst_ids = page_option_ids(html), page_option_ids(html, "worst")
+    assert len(best_ids) == 4 and best_ids == worst_ids
+    assert client.post(url, {"best": best_ids[2], "worst": best_ids[0]}).status_code == 302
+    rating = Rating.objects.get()
+    assert (rating.best_id, rating.worst_id, rating.value) == (best_ids[2], best_ids[0], None)
+    assert rating.shown_order == best_ids  # the position each description had for this annotator
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"best": "", "worst": ""}, "choose the best match"),
+    ({"best": "SAME", "worst": "SAME"}, "must be different descriptions"),
+    ({"best": "FIRST", "worst": "999999"}, "choose the worst match"),
+])
+def test_it_refuses_an_incomplete_or_impossible_bws_answer_and_stores_nothing(systems_on_faces, data, message):
+    systems_on_faces(samples=1, systems=4)
+    study = comparative_study(Study.Kind.BWS)
+    client = join(study, "w1")
+    url, html = current_unit(client, study)
+    first = str(page_option_ids(html)[0])
+    data = {key: first if value in ("SAME", "FIRST") else value for key, value in data.items()}
+    response = client.post(url, data)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Rating.objects.exists()
+
+
+def test_it_shows_each_annotator_their_own_stable_order(systems_on_faces) -> None:
+    systems_on_faces(samples=2, systems=8)
+    study = comparative_study(Study.Kind.BWS, k=3)
+    unit = study.items.filter(kind=Item.Kind.NORMAL).first()
+    options = list(unit.options.all())
+    orders = {tuple(o.pk for o in unit_display_order(seed=seed, item_id=unit.pk, options=options))
+              for seed in range(12)}
+    assert len(orders) > 3  # positions vary between annotators
+    client = join(study, "w1")
+    url, first = current_unit(client, study)
+    assert page_option_ids(client.get(url).content.decode()) == page_option_ids(first)  # reload: same order
+
+
+def test_it_records_pairwise_preferences_and_ties_only_when_offered(systems_on_faces) -> None:
+    systems_on_faces(samples=1, systems=3)
+    strict = comparative_study(Study.Kind.PAIRWISE, slug="strict")
+    client = join(strict, "w1")
+    url, html = current_unit(client, strict)
+    assert "← Left" in html and "Right →" in html and "Equally good" not in html
+    response = client.post(url, {"best": "tie"})
+    assert response.status_code == 400 and "choose one of the two" in response.content.decode()
+    left, right = page_option_ids(html)
+    assert client.post(url, {"best": right}).status_code == 302
+    rating = Rating.objects.get()
+    assert (rating.best_id, rating.worst_id) == (right, left)
+
+    ties = comparative_study(Study.Kind.PAIRWISE, slug="ties", allow_ties=True)
+    client = join(ties, "w2")
+    url, html = current_unit(client, ties)
+    assert "Equally good" in html
+    assert client.post(url, {"best": "tie"}).status_code == 302
+    tie = Rating.objects.get(item__study=ties)
+    assert (tie.best_id, tie.worst_id) == (None, None)
+
+
+def test_it_gives_each_unit_to_at_most_k_annotators(systems_on_faces) -> None:
+    systems_on_faces(samples=1, systems=4)  # one BWS unit
+    study = comparative_study(Study.Kind.BWS, k=1)
+    first = join(study, "w1")
+    url, html = current_unit(first, study)
+    second = join(study, "w2")
+    held_url, held_page = current_unit(second, study)
+    assert "/a/" not in held_url and "No items available" in held_page  # the only slot is held
+    ids = page_option_ids(html)
+    first.post(url, {"best": ids[0], "worst": ids[1]})
+    assert Rating.objects.count() == 1 and "/a/" not in current_unit(second, study)[0]
+
+
+def test_it_grades_a_gold_unit_by_its_known_best_and_worst(systems_on_faces) -> None:
+    systems_on_faces(samples=1, systems=4)
+    study = comparative_study(Study.Kind.BWS, k=1, gold_units=["Clearly right|ok a|ok b|Clearly wrong"],
+                              failed_check_action="warn")
+    gold = study.items.get(kind=Item.Kind.GOLD)
+    assert [o.expected for o in gold.options.all()] == ["best", "", "", "worst"]
+    for worker, right in (("good", True), ("bad", False)):
+        client = join(study, worker)
+        while True:
+            url, html = current_unit(client, study)
+            if "/a/" not in url:
+                break
+            texts = dict(zip(page_option_ids(html), re.findall(r'<span class="num"[^>]*>\d</span>([^<]*)</p>', html),
+                             strict=True))
+            by_text = {text: pk for pk, text in texts.items()}
+            if "Clearly right" in by_text:
+                best, worst = (by_text["Clearly right"], by_text["Clearly wrong"]) if right else (
+                    by_text["Clearly wrong"], by_text["Clearly right"])
+            else:
+                best, worst = list(texts)[:2]
+            assert client.post(url, {"best": best, "worst": worst}).status_code == 302
+    assert Rating.objects.get(item=gold, annotator__external_id="good").passed_check is True
+    assert Rating.objects.get(item=gold, annotator__external_id="bad").passed_check is False
+    assert Annotator.objects.get(external_id="bad").failed_checks == 1
+
+
+def test_it_refuses_a_malformed_gold_unit() -> None:
+    with pytest.raises(StudyInvalid, match="exactly 4"):
+        gold_unit_parse("a|b|c", size=4)
+    with pytest.raises(StudyInvalid, match="different"):
+        gold_unit_parse("a|b|b|c", size=4)
