@@ -12,7 +12,8 @@ from collections import defaultdict
 from typing import Any
 
 from annotations.agreement import item_aggregates
-from annotations.models import Item, Rating, Study
+from annotations.exports_choices import comparative_table_rows
+from annotations.models import Item, Rating, Study, UnitOption
 from inference.models import Similarity
 from inference.output import csv_cell as csv_cell  # re-exported for existing callers
 from inference.output import csv_render
@@ -53,8 +54,11 @@ def study_similarity_scores(*, study: Study) -> dict[str, dict[int, float]]:
     carries one score per embedder.
     """
     sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    # A Likert item is one generation; a comparative unit shows several, through its options.
+    shown = Item.objects.filter(study=study, generation__isnull=False).values("generation_id").union(
+        UnitOption.objects.filter(item__study=study, generation__isnull=False).values("generation_id"))
     rows = Similarity.objects.filter(
-        generation__study_items__study=study, cosine__isnull=False
+        generation_id__in=[row["generation_id"] for row in shown], cosine__isnull=False
     ).values_list("embedder_family", "embedder_model", "generation_id", "cosine")
     for family, model, generation_id, cosine in rows:
         sums[embedder_key(family, model)][generation_id].append(cosine)
@@ -122,6 +126,7 @@ def report_table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The report's numbers as one long table (one row per statistic), for the report CSV."""
     rows: list[dict[str, Any]] = []
     for subset, analysis in results.get("analyses", {}).items():
+        rows += comparative_table_rows(subset=subset, comparative=analysis.get("comparative"))
         for level, a in analysis.get("alpha", {}).items():
             rows.append({"subset": subset, "statistic": f"alpha_{level}", "subject": "question",
                          "value": a.get("alpha"), "ci_low": a.get("ci_low"), "ci_high": a.get("ci_high"),

@@ -22,7 +22,9 @@ from django.utils import timezone
 from annotations import agreement as A
 from annotations import metaeval as M
 from annotations.exports import study_ratings_rows, study_similarity_scores
+from annotations.exports_choices import study_choices
 from annotations.models import Annotator, Item, Report, Study
+from annotations.reports_comparative import COMPARATIVE_NOTES, comparative_analysis
 from inference.embeddings import embedder_note
 from inference.models import Generation, PromptTemplate
 from inference.output import figure_svg, number_format, pyplot
@@ -121,12 +123,22 @@ def study_results_compute(*, study: Study, params: dict[str, Any]) -> dict[str, 
             "accuracy (Kocmi et al. 2021), bootstrap over items.",
         ],
     }
-    for subset in SUBSETS:
-        subset_rows = [r for r in rows if subset == "all" or not r["annotator_excluded"]]
-        results["analyses"][subset] = _analysis(
-            label=SUBSETS[subset], rows=subset_rows, domain=domain, scores=scores, generations=generations,
-            params=params,
-        )
+    results["study"]["kind"] = study.kind
+    if study.kind != Study.Kind.LIKERT:
+        data = study_choices(study=study)
+        for subset in SUBSETS:
+            results["analyses"][subset] = comparative_analysis(
+                study=study, label=SUBSETS[subset], data=data, include_excluded=subset == "all", scores=scores,
+                params=params,
+            )
+        results["notes"] = COMPARATIVE_NOTES + results["notes"][1:]  # alpha does not apply to choices
+    else:
+        for subset in SUBSETS:
+            subset_rows = [r for r in rows if subset == "all" or not r["annotator_excluded"]]
+            results["analyses"][subset] = _analysis(
+                label=SUBSETS[subset], rows=subset_rows, domain=domain, scores=scores, generations=generations,
+                params=params,
+            )
     results["headline"] = results["analyses"]["included"]["headline"]
     return results
 

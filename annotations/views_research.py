@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from annotations.access import study_get_visible
 from annotations.exports import RATING_COLUMNS, csv_render, report_body, study_item_rows, study_ratings_rows
+from annotations.exports_choices import CHOICE_COLUMNS, SCORE_COLUMNS, study_choice_rows, study_score_rows
 from annotations.models import ApiToken, Report, Study
 from annotations.tasks import study_report_build_task
 
@@ -89,6 +90,24 @@ def export_items(request: HttpRequest, slug: str) -> HttpResponse:
     study = study_get_visible(user=request.user, slug=slug)
     rows, columns = study_item_rows(study=study)
     return _attachment(csv_render(rows, columns), "text/csv", f"{study.slug}-items.csv")
+
+
+@login_required
+@require_GET
+def export_choices(request: HttpRequest, slug: str) -> HttpResponse:
+    """Best–worst / pairwise raw choices, long format: one row per description shown in a submitted unit."""
+    study = study_get_visible(user=request.user, slug=slug)
+    body = csv_render(study_choice_rows(study=study), CHOICE_COLUMNS)
+    return _attachment(body, "text/csv", f"{study.slug}-choices.csv")
+
+
+@login_required
+@require_GET
+def export_scores(request: HttpRequest, slug: str) -> HttpResponse:
+    """Per description: counting and Bradley–Terry scores with CIs (annotators not excluded)."""
+    study = study_get_visible(user=request.user, slug=slug)
+    body = csv_render(study_score_rows(study=study), SCORE_COLUMNS)
+    return _attachment(body, "text/csv", f"{study.slug}-scores.csv")
 
 
 # --- token API ----------------------------------------------------------------------------------

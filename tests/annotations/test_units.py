@@ -5,46 +5,21 @@ import re
 from collections.abc import Callable
 
 import pytest
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.test import Client
 
 from annotations.models import Annotator, Item, Rating, Study, UnitOption
 from annotations.services.studies import StudyInvalid, study_create
 from annotations.services.units import gold_unit_parse, unit_display_order
-from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Sample, VAEstimate
+from inference.models import Generation
 
-from .conftest import SECRET_MODEL, _png
+from .comparative_data import SECRET_MODEL, SYSTEM_PREFIX, make_systems_on_faces
 
 pytestmark = pytest.mark.django_db
-SYSTEM_PREFIX = "secret-system-"
 
 
 @pytest.fixture
 def systems_on_faces(db) -> Callable[..., list[Generation]]:
-    """`systems_on_faces(samples, systems)`: every system (an LLM config) describes every face."""
-
-    def make(samples: int = 3, systems: int = 8, *, short: int = 0) -> list[Generation]:
-        dataset, _ = Dataset.objects.get_or_create(name="faces", defaults={"format": "manifest"})
-        prompt, _ = PromptTemplate.objects.get_or_create(
-            task=PromptTemplate.Task.DESCRIBE, name="describe", version=1, defaults={"text": "V={valence}"})
-        configs = [LLMConfig.objects.get_or_create(name=f"{SYSTEM_PREFIX}{s}", defaults={
-            "backend": LLMConfig.Backend.OPENAI, "model": SECRET_MODEL})[0] for s in range(systems)]
-        out = []
-        for i in range(samples + (1 if short else 0)):
-            name = default_storage.save(f"samples/cmp-{i}.png", ContentFile(_png(i)))
-            sample = Sample.objects.create(dataset=dataset, external_id=f"face-{i}", image=name,
-                                           image_sha256=f"{i:064d}", width=8, height=8, references=[])
-            estimate = VAEstimate.objects.create(sample=sample, source="expression", model_sha256="m" * 64,
-                                                 valence=0.1, arousal=0.2)
-            for config in configs[: short if i == samples else systems]:
-                out.append(Generation.objects.create(
-                    va_estimate=estimate, config=config, prompt=prompt, task=PromptTemplate.Task.DESCRIBE,
-                    text=f"Face {i} as told by system {config.name[-1]}.", status=Generation.Status.OK,
-                    raw_text="x"))
-        return out
-
-    return make
+    return make_systems_on_faces
 
 
 def comparative_study(kind: str, *, slug: str = "cmp", k: int = 2, **extra) -> Study:

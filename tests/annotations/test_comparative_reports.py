@@ -1,0 +1,101 @@
+"""Reports and exports of best–worst and pairwise studies: human scores, CIs, metric agreement, raw choices."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.test import Client
+
+from annotations.exports_choices import CHOICE_COLUMNS, study_choice_rows
+from annotations.models import Rating, Study
+from annotations.reports import study_report_build
+from annotations.services.studies import study_create
+
+from .comparative_data import choices_simulate, make_systems_on_faces, similarities_add
+
+pytestmark = pytest.mark.django_db
+
+
+def _study(kind: str, owner, *, systems: int, k: int, slug: str) -> Study:
+    generations = make_systems_on_faces(samples=4, systems=systems)
+    # "sentence" tracks the quality closely, "word" barely.
+    similarities_add(generations, noise={"sentence": 0.05, "word": 2.0})
+    return study_create(name=f"{kind} report", slug=slug, dataset="faces", config_names=[], prompt_names=[],
+                        k=k, open_now=True, kind=kind, owner=owner)
+
+
+def test_it_reports_bws_scores_with_intervals_reliability_and_metric_agreement(researcher) -> None:
+    study = _study(Study.Kind.BWS, researcher, systems=6, k=3, slug="bws-report")
+    assert choices_simulate(study, annotators=6, noise=1.0) == 4 * 12 * 3
+    report = study_report_build(study=study, user=researcher, resamples=100)
+    a = report.results["analyses"]["included"]
+    c = a["comparative"]
+    assert c["kind"] == "bws" and c["units"] == 48 and c["choices"] == 144
+    systems = {row["system"].split(" · ")[0]: row for row in c["systems"]}
+    assert systems["secret-system-5"]["counting"] > systems["secret-system-0"]["counting"]
+    assert systems["secret-system-5"]["counting_ci"][0] > systems["secret-system-0"]["counting_ci"][1]
+    assert systems["secret-system-5"]["bradley_terry"] > systems["secret-system-0"]["bradley_terry"]
+    assert c["split_half"]["spearman_brown"] > 0.5
+    agreement = {g["metric"]: g for g in c["agreement"]}
+    sentence = next(g for name, g in agreement.items() if name.startswith("sentence"))
+    word = next(g for name, g in agreement.items() if name.startswith("word"))
+    assert sentence["ci_low"] > 0.6 and sentence["pairs"] == 144 * 5
+    assert sentence["agreement"] > word["agreement"]
+    # The metric-vs-human section takes the counting score as the human score of each description.
+    embedders = {e["family"]: e for e in a["embedders"]}
+    assert embedders["sentence"]["correlations"]["spearman"]["r"] > 0.7
+    assert a["compared_items"] == 24 and a["headline"]
+    assert a["grouped"] and a["system_level"]
+    html = report.html
+    assert "Metric agreement with the raw choices" in html and "Split-half reliability (K&amp;M" in html
+    assert "Krippendorff" not in html.split("<section id=\"analysis-included\">")[1].split("</section>")[0]
+    csv_body = Client()
+    csv_body.force_login(researcher)
+    table = csv_body.get(f"/research/studies/{study.slug}/reports/1/report.csv").content.decode()
+    assert "choice_agreement" in table and "system_counting" in table and "split_half_km" in table
+
+
+def test_it_reports_a_pairwise_study_with_bradley_terry(researcher) -> None:
+    study = _study(Study.Kind.PAIRWISE, researcher, systems=4, k=2, slug="pair-report")
+    choices_simulate(study, annotators=3, noise=0.8, seed=1)
+    report = study_report_build(study=study, user=researcher, resamples=100)
+    c = report.results["analyses"]["included"]["comparative"]
+    assert c["kind"] == "pairwise" and c["choices"] == 4 * 6 * 2
+    by_system = sorted(c["systems"], key=lambda row: row["bradley_terry"])
+    assert by_system[-1]["system"].startswith("secret-system-3")
+    assert all(d["bt_ci"][0] <= d["bradley_terry"] <= d["bt_ci"][1] for d in c["descriptions"])
+    assert "Bradley–Terry" in report.html
+
+
+def test_it_exports_raw_choices_in_long_format_and_scores(researcher, outsider) -> None:
+    study = _study(Study.Kind.BWS, researcher, systems=4, k=1, slug="bws-export")
+    choices_simulate(study, annotators=1)
+    rows = study_choice_rows(study=study)
+    rating = Rating.objects.order_by("id").first()
+    mine = [r for r in rows if r["rating_id"] == rating.pk]
+    assert [r["position"] for r in mine] == [1, 2, 3, 4]
+    assert [r["option_id"] for r in mine] == rating.shown_order
+    assert sorted(r["chosen"] for r in mine) == ["", "", "best", "worst"]
+    client = Client()
+    client.force_login(researcher)
+    body = client.get(f"/research/studies/{study.slug}/exports/choices.csv").content.decode()
+    parsed = list(csv.DictReader(io.StringIO(body)))
+    assert list(parsed[0]) == CHOICE_COLUMNS and len(parsed) == len(rows)
+    assert "sim-0" not in body  # no platform id in the raw-choice export
+    scores = list(csv.DictReader(io.StringIO(
+        client.get(f"/research/studies/{study.slug}/exports/scores.csv").content.decode())))
+    assert len(scores) == 16 and {"counting", "bradley_terry", "bt_ci_low"} <= set(scores[0])
+    other = Client()
+    other.force_login(outsider)
+    assert other.get(f"/research/studies/{study.slug}/exports/choices.csv").status_code == 404
+
+
+def test_it_exports_a_header_when_nothing_was_chosen_yet(researcher) -> None:
+    study = _study(Study.Kind.PAIRWISE, researcher, systems=3, k=1, slug="empty")
+    client = Client()
+    client.force_login(researcher)
+    body = client.get(f"/research/studies/{study.slug}/exports/choices.csv").content.decode()
+    assert list(csv.reader(io.StringIO(body))) == [CHOICE_COLUMNS]
+    report = study_report_build(study=study, user=researcher, resamples=50)
+    assert report.results["analyses"]["included"]["headline"] == "No comparative choices yet."
