@@ -17,6 +17,7 @@ from inference.models import Generation, LLMConfig, PromptTemplate
 
 from .models import Annotator, ApiToken, Assignment, Item, Rating, Report, Study
 from .services.studies import StudyInvalid, generations_select, study_items_add, study_status_set
+from .services.tokens import api_token_revoke
 
 
 class StudyAdminForm(forms.ModelForm):
@@ -166,5 +167,21 @@ class ReportAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["user", "name", "created_at", "last_used_at"]
-    readonly_fields = ["key", "created_at", "last_used_at"]
+    """Tokens are listed and revoked here, never shown: only a hash of each key is stored. New tokens come
+    from the researcher's token page (/research/tokens/) or `manage.py create_api_token`, which show the
+    key once."""
+
+    list_display = ["prefix", "name", "user", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix", "user__username"]
+    fields = ["user", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = sum(api_token_revoke(token=token) for token in queryset)
+        self.message_user(request, f"{revoked} token(s) revoked.")

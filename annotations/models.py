@@ -20,6 +20,7 @@ def _completion_code() -> str:
 
 
 def _token() -> str:
+    # Kept for migration 0001 (the old plain-text key default); tokens are made in services/tokens.py.
     return secrets.token_urlsafe(32)
 
 
@@ -280,10 +281,24 @@ class Report(models.Model):
 
 
 class ApiToken(models.Model):
-    """Bearer token for the researcher JSON endpoints."""
+    """Bearer token for the researcher JSON endpoints.
+
+    Only a SHA-256 of the key is stored (`annotations/services/tokens.py`): the key is shown once, when
+    the token is created, and a leaked database or admin screen gives no usable token. `prefix` (the
+    key's first characters) tells tokens apart on screen. A token stops working at `expires_at`, when
+    revoked, or when its user is deactivated."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    key = models.CharField(max_length=64, unique=True, default=_token)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False)
     name = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'}, {self.user})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import views_research as v
+from . import views_tokens
 
 app_name = "research"
 urlpatterns = [
@@ -15,6 +16,8 @@ urlpatterns = [
     path("studies/<slug:slug>/exports/items.csv", v.export_items, name="export_items"),
     path("studies/<slug:slug>/exports/choices.csv", v.export_choices, name="export_choices"),
     path("studies/<slug:slug>/exports/scores.csv", v.export_scores, name="export_scores"),
+    path("tokens/", views_tokens.token_list, name="token_list"),
+    path("tokens/<int:pk>/revoke", views_tokens.token_revoke, name="token_revoke"),
     path("api/studies/<slug:slug>/ratings", v.api_ratings, name="api_ratings"),
     path("api/studies/<slug:slug>/items", v.api_items, name="api_items"),
     path("api/studies/<slug:slug>/reports/latest", v.api_report, name="api_report_latest"),

@@ -2,7 +2,7 @@
 
 Who may see a study is decided in `annotations/access.py` (owner, collaborators, superusers; everyone
 else 404). The HTML routes use the session (login redirect when anonymous); the API routes take
-`Authorization: Bearer <ApiToken.key>` only: no or unknown token 401, a study the token's user may not
+`Authorization: Bearer <API token key>` only: no or unknown token 401, a study the token's user may not
 see 404.
 """
 from __future__ import annotations
@@ -15,13 +15,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations.access import study_get_visible
 from annotations.exports import RATING_COLUMNS, csv_render, report_body, study_item_rows, study_ratings_rows
 from annotations.exports_choices import CHOICE_COLUMNS, SCORE_COLUMNS, study_choice_rows, study_score_rows
-from annotations.models import ApiToken, Report, Study
+from annotations.models import Report, Study
+from annotations.services.tokens import api_token_authenticate
 from annotations.tasks import study_report_build_task
 
 # The reports serve stored HTML: forbid scripts and remote loads outright, whatever it contains.
@@ -129,10 +129,9 @@ def token_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRespo
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return _api_error(401, "send Authorization: Bearer <token>")
-        token = ApiToken.objects.select_related("user").filter(key=key.strip()).first()
-        if token is None or not token.user.is_active:
-            return _api_error(401, "unknown or revoked token")
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        token = api_token_authenticate(key=key)
+        if token is None:
+            return _api_error(401, "unknown, expired or revoked token")
         try:
             study = study_get_visible(user=token.user, slug=slug)
         except Http404:

@@ -149,6 +149,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # no banner on every manage.py command
 
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 90)  # default lifetime of a research API token
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 

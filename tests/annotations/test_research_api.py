@@ -8,6 +8,7 @@ from django.test import Client
 
 from annotations.models import RESEARCHER_GROUP, ApiToken, Report, Study
 from annotations.reports import study_report_build
+from annotations.services.tokens import api_token_create, api_token_hash
 from tests.annotations.test_reports import study_make
 
 
@@ -36,19 +37,19 @@ def test_it_refuses_the_api_without_a_token(client: Client, study: Study) -> Non
 
 
 def test_it_refuses_a_wrong_token_and_a_wrong_scheme(client: Client, study: Study, researcher: User) -> None:
-    token = ApiToken.objects.create(user=researcher)
+    _, key = api_token_create(user=researcher)
     assert _api(client, f"/research/api/studies/{study.slug}/ratings", "not-a-key").status_code == 401
-    assert _api(client, f"/research/api/studies/{study.slug}/ratings", token.key, scheme="Token").status_code == 401
+    assert _api(client, f"/research/api/studies/{study.slug}/ratings", key, scheme="Token").status_code == 401
     researcher.is_active = False
     researcher.save()
-    assert _api(client, f"/research/api/studies/{study.slug}/ratings", token.key).status_code == 401
+    assert _api(client, f"/research/api/studies/{study.slug}/ratings", key).status_code == 401
 
 
 def test_it_answers_annotators_and_other_researchers_as_if_the_study_did_not_exist(
     client: Client, study: Study, annotator_user: User, other_researcher: User
 ) -> None:
-    annotator_key = ApiToken.objects.create(user=annotator_user).key
-    other_key = ApiToken.objects.create(user=other_researcher).key
+    annotator_key = api_token_create(user=annotator_user)[1]
+    other_key = api_token_create(user=other_researcher)[1]
     assert _api(client, f"/research/api/studies/{study.slug}/ratings", annotator_key).status_code == 404
     response = _api(client, f"/research/api/studies/{study.slug}/items", other_key)
     missing = _api(client, "/research/api/studies/no-such-study/items", other_key)
@@ -57,33 +58,33 @@ def test_it_answers_annotators_and_other_researchers_as_if_the_study_did_not_exi
 
 
 def test_it_serves_ratings_items_and_reports_to_the_owner(client: Client, study: Study, researcher: User) -> None:
-    token = ApiToken.objects.create(user=researcher)
-    ratings = _api(client, f"/research/api/studies/{study.slug}/ratings", token.key).json()
+    token, key = api_token_create(user=researcher)
+    ratings = _api(client, f"/research/api/studies/{study.slug}/ratings", key).json()
     assert len(ratings["ratings"]) == 5 * 9
     assert {"annotator_id", "value", "annotator_excluded"} <= set(ratings["columns"])
-    items = _api(client, f"/research/api/studies/{study.slug}/items", token.key).json()["items"]
+    items = _api(client, f"/research/api/studies/{study.slug}/items", key).json()["items"]
     assert sum(1 for i in items if i["kind"] == "normal") == 8
-    assert _api(client, f"/research/api/studies/{study.slug}/reports/latest", token.key).status_code == 404
+    assert _api(client, f"/research/api/studies/{study.slug}/reports/latest", key).status_code == 404
     study_report_build(study=study, resamples=50)
     study_report_build(study=study, resamples=50)
-    latest = _api(client, f"/research/api/studies/{study.slug}/reports/latest", token.key).json()
+    latest = _api(client, f"/research/api/studies/{study.slug}/reports/latest", key).json()
     assert latest["version"] == 2
     assert "ordinal" in latest["results"]["analyses"]["included"]["alpha"]
-    assert _api(client, f"/research/api/studies/{study.slug}/reports/1", token.key).json()["version"] == 1
-    assert _api(client, f"/research/api/studies/{study.slug}/reports/7", token.key).status_code == 404
+    assert _api(client, f"/research/api/studies/{study.slug}/reports/1", key).json()["version"] == 1
+    assert _api(client, f"/research/api/studies/{study.slug}/reports/7", key).status_code == 404
     token.refresh_from_db()
     assert token.last_used_at is not None
 
 
 def test_it_lets_a_superuser_read_every_study(client: Client, study: Study, admin_user: User) -> None:
-    key = ApiToken.objects.create(user=admin_user).key
+    key = api_token_create(user=admin_user)[1]
     assert _api(client, f"/research/api/studies/{study.slug}/ratings", key).status_code == 200
 
 
 def test_it_creates_tokens_from_the_command(researcher: User, capsys) -> None:
     call_command("create_api_token", researcher.username, "--name", "notebook")
     key = capsys.readouterr().out.strip()
-    assert ApiToken.objects.get(key=key).user == researcher
+    assert ApiToken.objects.get(key_hash=api_token_hash(key)).user == researcher
     with pytest.raises(CommandError, match="no user 'ghost'"):
         call_command("create_api_token", "ghost")
 
