@@ -52,7 +52,7 @@ def test_it_prints_a_headline_and_tables_as_text(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert out.startswith("sentence: ρ = ")
     assert " than word (Δρ = " in out and "Holm p" in out
-    assert "seed 5" in out and "system level" not in out
+    assert "seed 5" in out and "system level" not in out and "within group" not in out
 
 
 @pytest.mark.parametrize(("which", "text", "message"), [

@@ -149,6 +149,13 @@ class Command(BaseCommand):
             for name, m in s["metrics"].items():
                 extra = "".join(f", {k} {M._f(m[k]['r'])}" for k in ("pearson", "kendall") if k in m)
                 lines.append(f"  {name}: pairwise accuracy {M._f(m['pairwise_accuracy'])}{extra}")
+        if "grouped" in r:
+            g = r["grouped"]
+            lines += ["", f"within group ({g['groups']} groups; {g['method_note']}):"]
+            for name, m in g["metrics"].items():
+                ci = f" [{M._f(m['ci'][0])}, {M._f(m['ci'][1])}]" if m["ci"] else f" ({m.get('reason', '')})"
+                lines.append(f"  {name}: mean tau {M._f(m['tau'])}{ci}, {m['groups_used']} used, "
+                             f"{m['groups_skipped']} skipped")
         for note in r["notes"]:
             lines.append(f"note: {note}")
         lines.append(f"intervals: {r['params']['interval_method']}; {r['params']['resamples']} resamples, "
