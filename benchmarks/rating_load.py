@@ -1,16 +1,23 @@
-"""Load test of the rating page and the submit: gunicorn + PostgreSQL on loopback.
+"""Load test of the rating flow: gunicorn + PostgreSQL on loopback, optionally against Potato in the same run.
 
-Goal (issue #6): p99 < 50 ms at 200 requests/s on 2 cores.
+Goals: issue #6, p99 < 50 ms at 200 requests/s on 2 cores; issue #17, items rated per second at
+saturation >= 1.5x Potato's on the same run, and p99 < 50 ms at half of our saturation rate.
 
 What it does, all on 127.0.0.1:
 1. (re)creates the database `affect_bench`, migrates it, seeds one open study (N items, k raters);
 2. starts gunicorn on the real WSGI app (DEBUG off, persistent DB connections);
 3. joins U crowd annotators (Prolific links + consent; not timed);
 4. paces requests at --rate per second for --duration seconds (at most --max-requests), each virtual
-   annotator looping: GET /s/<slug>/ (assignment, 302) → GET the rating page → POST the rating (302);
-5. prints throughput and p50/p99 per endpoint, measured from send to last byte.
+   annotator looping over items: GET the rating page → POST the rating, whose 302 leads straight to the
+   next item's page (GET /s/<slug>/, the assignment redirect, only when the answer sends it there);
+5. prints throughput (requests and items per second) and p50/p99 per endpoint, send to last byte.
+With --peers, the same load (same users, rate and duration) then runs against Potato
+(benchmarks/peers/potato_peer.py: GET /annotate → POST /updateinstance → POST /annotate next), and the
+items-per-second ratio is printed. With --saturate, both run open-loop at --rate (set it above what
+either can serve), and ours runs again paced at half of its measured saturation for the p99 goal.
 
 Run:  python benchmarks/rating_load.py --rate 200 --duration 20
+      python benchmarks/rating_load.py --peers --saturate --rate 600 --duration 15
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ import httpx
 import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
 DB_NAME = "affect_bench"
 SLUG = "bench"
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -51,6 +59,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="Port (default: a free one).")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL.")
     parser.add_argument("--json", help="Also write the figures to this JSON file.")
+    parser.add_argument("--peers", action="store_true", help="Run the same load against Potato too.")
+    parser.add_argument("--saturate", action="store_true",
+                        help="Saturation run at --rate, then ours again at half its saturation (p99 goal).")
     args = parser.parse_args()
     if args.rate <= 0 or args.duration <= 0 or args.users < 1 or args.items < 1 or args.k < 1:
         parser.error("--rate, --duration, --users, --items and --k must be positive")
@@ -180,8 +191,8 @@ class Pacer:
         return slot
 
 
-def annotate(client: httpx.Client, pacer: Pacer, results: dict[str, list[float]], lags: list[float],
-             errors: list[str], lock: threading.Lock) -> None:
+def _timer(pacer: Pacer, results: dict[str, list[float]], lags: list[float], errors: list[str],
+           lock: threading.Lock, client: httpx.Client):  # noqa: ANN202 - a closure
     def timed(name: str, method: str, url: str, **kwargs: object) -> httpx.Response | None:
         slot = pacer.next_slot()
         if slot is None:
@@ -198,33 +209,72 @@ def annotate(client: httpx.Client, pacer: Pacer, results: dict[str, list[float]]
             results[name].append(elapsed)
             lags.append(sent - slot)
         return response
+    return timed
 
+
+def _fail(errors: list[str], lock: threading.Lock, message: str) -> None:
+    with lock:
+        errors.append(message)
+
+
+def annotate(client: httpx.Client, pacer: Pacer, results: dict[str, list[float]], lags: list[float],
+             errors: list[str], lock: threading.Lock) -> None:
+    timed = _timer(pacer, results, lags, errors, lock, client)
+    location = f"/s/{SLUG}/"
     while True:
-        nxt = timed("next (assign, 302)", "GET", f"/s/{SLUG}/")
-        if nxt is None:
-            return
-        location = nxt.headers.get("location", "")
-        if nxt.status_code != 302 or "/a/" not in location:
-            with lock:
-                errors.append(f"next: {nxt.status_code} {location}")
-            return
+        if "/a/" not in location:  # the assignment redirect: the first item, or when the answer sent us here
+            nxt = timed("next (assign, 302)", "GET", location)
+            if nxt is None:
+                return
+            location = nxt.headers.get("location", "")
+            if nxt.status_code != 302 or "/a/" not in location:
+                return _fail(errors, lock, f"next: {nxt.status_code} {location}")
         page = timed("rating page (GET)", "GET", location)
         if page is None:
             return
         token = CSRF_RE.search(page.text)
         if page.status_code != 200 or token is None:
-            with lock:
-                errors.append(f"rating page: {page.status_code}")
-            return
+            return _fail(errors, lock, f"rating page: {page.status_code}")
         value = "5" if "Attention: choose 5." in page.text else "4"
         posted = timed("submit (POST, 302)", "POST", location,
                        data={"value": value, "comment": "", "csrfmiddlewaretoken": token.group(1)})
         if posted is None:
             return
         if posted.status_code != 302:
-            with lock:
-                errors.append(f"submit: {posted.status_code}")
+            return _fail(errors, lock, f"submit: {posted.status_code}")
+        with lock:
+            results["items"].append(0.0)
+        location = posted.headers.get("location", "")
+
+
+def annotate_potato(client: httpx.Client, pacer: Pacer, results: dict[str, list[float]], lags: list[float],
+                    errors: list[str], lock: threading.Lock) -> None:
+    from peers.potato_peer import INSTANCE_RE
+
+    timed = _timer(pacer, results, lags, errors, lock, client)
+    while True:
+        page = timed("potato page (GET)", "GET", "/annotate")
+        if page is None:
             return
+        found = INSTANCE_RE.search(page.text)
+        if page.status_code != 200 or found is None:
+            return _fail(errors, lock, f"potato page: {page.status_code}")
+        instance = found.group(1)
+        saved = timed("potato save (POST)", "POST", "/updateinstance",
+                      json={"instance_id": instance, "annotations": {"match:scale_4": "4"}})
+        if saved is None:
+            return
+        if saved.status_code != 200 or '"success"' not in saved.text:
+            return _fail(errors, lock, f"potato save: {saved.status_code} {saved.text[:100]}")
+        with lock:
+            results["items"].append(0.0)
+        moved = timed("potato next (POST)", "POST", "/annotate", json={"action": "next_instance",
+                                                                     "instance_id": instance},
+                      headers={"X-Potato-Navigation": "1"})
+        if moved is None:
+            return
+        if moved.status_code != 200:
+            return _fail(errors, lock, f"potato next: {moved.status_code}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -232,41 +282,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def main() -> None:
-    args = parse_args()
-    port = args.port or free_port()
-    data_dir = tempfile.mkdtemp(prefix="affect-bench-")
-    env = server_env(args, data_dir)
-    database_create(args)
-    n_items = seed(args, env)
-    proc = gunicorn_start(args, env, port)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        clients = [join(base, f"bench-{i:04d}") for i in range(args.users)]
-        results: dict[str, list[float]] = defaultdict(list)
-        lags: list[float] = []
-        errors: list[str] = []
-        lock = threading.Lock()
-        pacer = Pacer(args.rate, args.duration, args.max_requests)
-        threads = [threading.Thread(target=annotate, args=(c, pacer, results, lags, errors, lock)) for c in clients]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=args.duration + 120)
-        wall = time.perf_counter() - pacer.start
-        for client in clients:
-            client.close()
-    finally:
-        gunicorn_stop(proc)
-    ratings = int(subprocess.run(
-        ["psql", f"{args.pg}/{DB_NAME}", "-Atc", "select count(*) from annotations_rating"],
-        capture_output=True, text=True, check=False).stdout.strip() or 0)
+def run_load(clients: list[httpx.Client], cycle, rate: float, args: argparse.Namespace) -> dict:  # noqa: ANN001
+    results: dict[str, list[float]] = defaultdict(list)
+    lags: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    pacer = Pacer(rate, args.duration, args.max_requests)
+    threads = [threading.Thread(target=cycle, args=(c, pacer, results, lags, errors, lock)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=args.duration + 120)
+    wall = time.perf_counter() - pacer.start
+    items = len(results.pop("items", []))
+    return {"results": results, "lags": lags, "errors": errors, "wall": wall, "items": items, "rate": rate}
+
+
+def report(title: str, run: dict) -> dict[str, dict[str, float]]:
+    results, wall = run["results"], run["wall"]
     total = sum(len(v) for v in results.values())
     all_latencies = [x for v in results.values() for x in v]
-    print(f"affect-eval rating load: {os.cpu_count()} CPUs, gunicorn {args.workers}x{args.threads} gthread, "
-          f"PostgreSQL, {n_items} items (k={args.k}), {args.users} annotators")
-    print(f"target {args.rate:.0f} req/s for {args.duration:.0f} s; sent {total} requests in {wall:.1f} s "
-          f"= {total / wall:.1f} req/s; {ratings} ratings stored; {len(errors)} errors")
+    print(title)
+    print(f"target {run['rate']:.0f} req/s; sent {total} requests in {wall:.1f} s = {total / wall:.1f} req/s; "
+          f"{run['items']} items rated = {run['items'] / wall:.1f} items/s; {len(run['errors'])} errors")
     print(f"{'endpoint':<22}{'n':>7}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     figures: dict[str, dict[str, float]] = {}
     for name, values in list(results.items()) + [("all", all_latencies)]:
@@ -277,16 +315,102 @@ def main() -> None:
         figures[name] = row
         print(f"{name:<22}{row['n']:>7}{row['rps']:>9.1f}{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}"
               f"{row['max_ms']:>9.1f}")
-    if lags:
-        print(f"send lag behind schedule: p50 {statistics.median(lags) * 1000:.1f} ms, "
-              f"p99 {percentile(lags, 99) * 1000:.1f} ms (large = the client or server could not keep up)")
-    verdict = figures.get("all", {}).get("p99_ms", float("inf")) < 50 and total / wall >= 0.95 * args.rate
-    print(f"goal p99 < 50 ms at {args.rate:.0f} req/s: {'MET' if verdict else 'NOT MET'}")
-    for line in errors[:5]:
+    if run["lags"]:
+        print(f"send lag behind schedule: p50 {statistics.median(run['lags']) * 1000:.1f} ms, "
+              f"p99 {percentile(run['lags'], 99) * 1000:.1f} ms (large = the client or server could not keep up)")
+    for line in run["errors"][:5]:
         print("error:", line)
+    figures["items"] = {"n": run["items"], "per_s": run["items"] / wall}
+    return figures
+
+
+def run_ours(args: argparse.Namespace, rates: list[float]) -> list[dict]:
+    port = args.port or free_port()
+    data_dir = tempfile.mkdtemp(prefix="affect-bench-")
+    env = server_env(args, data_dir)
+    database_create(args)
+    n_items = seed(args, env)
+    proc = gunicorn_start(args, env, port)
+    runs = []
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for i, rate in enumerate(rates):
+            clients = [join(base, f"bench-{i}-{u:04d}") for u in range(args.users)]
+            run = run_load(clients, annotate, rate, args)
+            run["n_items"] = n_items
+            runs.append(run)
+            for client in clients:
+                client.close()
+            if i == 0 and len(rates) > 1 and rates[1] <= 0:  # half of the measured saturation
+                total = sum(len(v) for v in run["results"].values())
+                rates[1] = total / run["wall"] / 2
+    finally:
+        gunicorn_stop(proc)
+    return runs
+
+
+def run_potato(args: argparse.Namespace) -> dict | str:
+    from peers.potato_peer import potato_available, potato_join, potato_start, potato_stop, potato_stored
+
+    why = potato_available()
+    if why:
+        return f"skipped: {why}"
+    port = free_port()
+    try:
+        proc, task = potato_start(port, min(args.items, 200))
+    except RuntimeError as exc:
+        return f"skipped: {exc}"
+    try:
+        clients = [potato_join(f"http://127.0.0.1:{port}", f"bench-{u:04d}") for u in range(args.users)]
+        run = run_load(clients, annotate_potato, args.rate, args)
+        for client in clients:
+            client.close()
+    finally:
+        potato_stop(proc)
+    run["stored"] = potato_stored(task)
+    return run
+
+
+def main() -> None:
+    args = parse_args()
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the start (a shared machine: compare "
+          "the two systems within this run, not with other runs)")
+    rates = [args.rate, 0.0] if args.saturate else [args.rate]
+    runs = run_ours(args, rates)
+    ours = runs[0]
+    ratings = int(subprocess.run(
+        ["psql", f"{args.pg}/{DB_NAME}", "-Atc", "select count(*) from annotations_rating"],
+        capture_output=True, text=True, check=False).stdout.strip() or 0)
+    figures = report(f"affect-eval: gunicorn {args.workers}x{args.threads} gthread, PostgreSQL, "
+                     f"{ours['n_items']} items (k={args.k}), {args.users} annotators; {ratings} ratings stored "
+                     f"over all runs", ours)
+    summary: dict = {"ours": figures}
+    if not args.saturate:
+        total = figures.get("all", {}).get("n", 0)
+        verdict = figures.get("all", {}).get("p99_ms", float("inf")) < 50 and total / ours["wall"] >= 0.95 * args.rate
+        print(f"goal p99 < 50 ms at {args.rate:.0f} req/s: {'MET' if verdict else 'NOT MET'}")
+    if args.peers:
+        potato = run_potato(args)
+        if isinstance(potato, str):
+            print(f"potato {potato}")
+        else:
+            theirs = report(f"Potato 2.12.1: gunicorn 1x8 gthread (its production image's layout), "
+                            f"{min(args.items, 200)} items, {args.users} annotators; "
+                            f"{potato['stored']} annotations in its state files", potato)
+            summary["potato"] = theirs
+            ratio = figures["items"]["per_s"] / max(theirs["items"]["per_s"], 1e-9)
+            print(f"items/s at {args.rate:.0f} req/s offered: ours {figures['items']['per_s']:.1f} vs Potato "
+                  f"{theirs['items']['per_s']:.1f} = {ratio:.2f}x"
+                  + (f" (goal >= 1.5x at saturation: {'MET' if ratio >= 1.5 else 'NOT met'})" if args.saturate else ""))
+    if args.saturate:
+        half = report(f"affect-eval again at half of its saturation ({rates[1]:.0f} req/s)", runs[1])
+        summary["ours_half"] = half
+        p99 = half.get("all", {}).get("p99_ms", float("inf"))
+        print(f"goal p99 < 50 ms at half of our saturation ({rates[1]:.0f} req/s): p99 {p99:.1f} ms, "
+              f"{'MET' if p99 < 50 else 'NOT met'}")
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "figures": figures, "ratings": ratings,
-                                               "errors": len(errors), "wall_s": wall}, indent=2))
+        Path(args.json).write_text(json.dumps({"args": vars(args), **summary}, indent=2))
 
 
 if __name__ == "__main__":
