@@ -5,6 +5,7 @@ import re
 from collections.abc import Callable
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from annotations.models import Annotator, Item, Rating, Study, UnitOption
@@ -189,3 +190,20 @@ def test_it_refuses_a_malformed_gold_unit() -> None:
         gold_unit_parse("a|b|c", size=4)
     with pytest.raises(StudyInvalid, match="different"):
         gold_unit_parse("a|b|b|c", size=4)
+
+
+def test_it_creates_a_bws_study_from_the_command_and_reports_the_design(systems_on_faces, capsys, researcher) -> None:
+    systems_on_faces(samples=2, systems=8, short=2)
+    call_command("create_study", "--name", "Cmd BWS", "--slug", "cmd-bws", "--dataset", "faces", "--kind", "bws",
+                 "--owner", researcher.username, "--gold-unit", "Right|a|b|Wrong")
+    out = capsys.readouterr().out
+    assert "Best–worst scaling design: 32 units of 4 over 16 descriptions, each in 8-8 units" in out
+    assert "1 face(s) with too few descriptions left out" in out
+    study = Study.objects.get(slug="cmd-bws")
+    assert study.kind == "bws" and study.items.filter(kind=Item.Kind.GOLD).count() == 1
+    with pytest.raises(CommandError, match="built once"):
+        call_command("create_study", "--name", "Cmd BWS", "--slug", "cmd-bws", "--dataset", "faces")
+    with pytest.raises(CommandError, match="exactly 2"):
+        call_command("create_study", "--name", "Pairs", "--dataset", "faces", "--kind", "pairwise",
+                     "--owner", researcher.username, "--gold-unit", "a|b|c")
+    assert not Study.objects.filter(name="Pairs").exists()

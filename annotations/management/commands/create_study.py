@@ -114,6 +114,17 @@ class Command(BaseCommand):
                             choices=Study.EarlyFinish.values,
                             help="What 'finish now' gives: partial (a partial-completion code), code (the "
                                  "completion code) or none (default: partial).")
+        parser.add_argument("--kind", default=Study.Kind.LIKERT, choices=Study.Kind.values,
+                            help="likert (rate one description), bws (best and worst of 4 descriptions of one "
+                                 "face) or pairwise (the better of 2); default: likert.")
+        parser.add_argument("--allow-ties", action="store_true", help="Pairwise: offer 'equally good'.")
+        parser.add_argument("--unit-appearances", type=int, default=8,
+                            help="Comparative: units each description appears in (default: 8, K&M's 2N 4-tuples).")
+        parser.add_argument("--design-seed", type=int, default=0,
+                            help="Comparative: seed of the tuple design (default: 0; same seed, same design).")
+        parser.add_argument("--gold-unit", action="append", default=[], dest="gold_units",
+                            help="Comparative check unit 'BEST|...|WORST' (4 texts for bws, 2 for pairwise; the "
+                                 "first is the known best, the last the known worst); repeatable.")
         parser.add_argument("--open", action="store_true", help="Open the study for annotators now.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -122,6 +133,9 @@ class Command(BaseCommand):
             checks = _check_items(opts["attention"], opts["checks_file"])
             existing = Study.objects.filter(slug=opts["slug"]).first() if opts["slug"] else None
             if existing is not None:
+                if existing.kind != Study.Kind.LIKERT:
+                    raise CommandError(f"study {existing.slug} is a {existing.get_kind_display()} study: its design "
+                                       "is built once; create a new study for new descriptions")
                 self._top_up(existing, opts, statuses, checks)
                 return
             labels = opts["scale_labels"].split("|") if opts["scale_labels"] else None
@@ -146,10 +160,20 @@ class Command(BaseCommand):
                 max_participants=opts["max_participants"], expected_minutes=opts["expected_minutes"],
                 pay_per_hour=opts["pay_per_hour"], pay_currency=opts["currency"],
                 completion_url_template=opts["completion_url"], early_finish=opts["early_finish"],
+                kind=opts["kind"], allow_ties=opts["allow_ties"], unit_appearances=opts["unit_appearances"],
+                design_seed=opts["design_seed"], gold_units=opts["gold_units"],
             )
         except StudyInvalid as exc:
             raise CommandError(str(exc)) from exc
         normal = study.items.filter(kind="normal").count()
+        design = (study.selection or {}).get("design")
+        if design:
+            self.stdout.write(
+                f"{study.get_kind_display()} design: {design['units']} units of {design['size']} over "
+                f"{design['descriptions']} descriptions, each in {design['appearances_min']}-"
+                f"{design['appearances_max']} units; {design['short_groups']} face(s) with too few descriptions "
+                f"left out, {design['capped_groups']} with every possible unit used once"
+            )
         self.stdout.write(
             f"study {study.slug}: {normal} items, {study.items.count() - normal} check items, "
             f"k={study.raters_per_item}, {study.status}, owner {study.owner.get_username()}; "
