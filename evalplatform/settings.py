@@ -176,11 +176,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis redelivers an unacknowledged (acks_late) message after this many seconds; it must exceed the
 # longest task so a slow chunk is not run twice while still alive.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
-CELERY_TASK_ROUTES = {
-    "inference.tasks.va.*": {"queue": "va"},
-    "inference.tasks.llm.*": {"queue": "llm"},
-    "inference.tasks.embed.*": {"queue": "embed"},
-}
+# No CELERY_TASK_ROUTES: a batch chunk is sent to its stage's queue (va, llm, embed) as named in the
+# stage registry, inference/stages.py; everything else runs on `default`.
 CELERY_BEAT_SCHEDULE = {
     "reap-stuck-batch-chunks": {
         "task": "inference.tasks.batch.batch_chunks_reap",

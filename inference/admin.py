@@ -29,6 +29,7 @@ from inference.services.batches import (
     BatchStateError,
     batch_cancel,
     batch_queue,
+    batch_queued_message,
     batch_retry_failed,
 )
 
@@ -195,22 +196,26 @@ class BatchAdmin(admin.ModelAdmin):
         if not self.has_add_permission(request):
             return super().add_view(request, form_url, extra_context)  # renders the usual 403
         form = BatchQueueForm(request.POST or None)
+        preview = None
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
-            try:
-                batch = batch_queue(
-                    dataset=data["dataset"], stages=data["stages"], va_source=data["va_source"],
-                    configs=data["configs"], prompts=data["prompts"], embedders=data["embedders"],
-                    chunk_size=data["chunk_size"], created_by=request.user,
-                )
-            except BatchInvalid as exc:
-                form.add_error(None, str(exc))
+            if "preview" in request.POST:
+                preview = form.preview()
             else:
-                self.message_user(request, f"Batch {batch.pk} queued: {batch.total} item(s) in its first stage.",
-                                  messages.SUCCESS)
-                return HttpResponseRedirect(reverse("inference:batch_detail", args=[batch.pk]))
+                try:
+                    batch = batch_queue(
+                        dataset=data["dataset"], stages=data["stages"], va_source=data["va_source"],
+                        configs=data["configs"], prompts=data["prompts"], embedders=data["embedders"],
+                        chunk_size=data["chunk_size"], created_by=request.user,
+                    )
+                except BatchInvalid as exc:
+                    form.add_error(None, str(exc))
+                    preview = form.preview()
+                else:
+                    self.message_user(request, batch_queued_message(batch=batch), messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("inference:batch_detail", args=[batch.pk]))
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                   "title": "Queue a batch", **(extra_context or {})}
+                   "preview": preview, "title": "Queue a batch", **(extra_context or {})}
         return TemplateResponse(request, "admin/inference/batch/queue.html", context)
 
     @admin.action(description="Cancel selected batches (queued chunks stop, running ones finish)")

@@ -4,7 +4,14 @@ from __future__ import annotations
 from django import forms
 
 from inference.models import Batch, Dataset, LLMConfig, PromptTemplate, Similarity, VAEstimate
-from inference.services.batches import MAX_CHUNK_SIZE, BatchInvalid, batch_stages_validate
+from inference.services.batches import (
+    MAX_CHUNK_SIZE,
+    BatchInvalid,
+    batch_stages_preview,
+    batch_stages_ready,
+    batch_stages_validate,
+)
+from inference.stages import PlanInput
 
 
 class BatchQueueForm(forms.Form):
@@ -48,4 +55,22 @@ class BatchQueueForm(forms.Form):
                 self.add_error("prompts", "The generate stage needs at least one prompt.")
         if "similarity" in stages and not cleaned.get("embedders"):
             self.add_error("embedders", "The similarity stage needs at least one embedder.")
+        if self.errors or not cleaned.get("dataset"):
+            return cleaned
+        try:
+            # A stage that could only fail (no FaceChannel weights, missing embedder checkpoint…) is
+            # refused here, naming the setting, instead of failing every item on a worker.
+            batch_stages_ready(stages=stages, spec=self.plan_input())
+        except BatchInvalid as exc:
+            self.add_error("va_source" if str(exc).startswith("va stage") else None, str(exc))
         return cleaned
+
+    def plan_input(self) -> PlanInput:
+        data = self.cleaned_data
+        return PlanInput(dataset_id=data["dataset"].pk, va_source=data["va_source"],
+                         config_ids=[c.pk for c in data.get("configs") or []],
+                         prompt_ids=[p.pk for p in data.get("prompts") or []], embedders=list(data.get("embedders") or []))
+
+    def preview(self) -> list[dict]:
+        """What each chosen stage would plan now (valid form only)."""
+        return batch_stages_preview(stages=self.cleaned_data["stages"], spec=self.plan_input())

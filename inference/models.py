@@ -268,6 +268,10 @@ class Batch(models.Model):
     prompts = models.ManyToManyField(PromptTemplate, blank=True, related_name="batches")
     embedders = models.JSONField(default=list, blank=True, help_text="Subset of word, bert, sentence.")
     chunk_size = models.PositiveIntegerField(default=16)
+    plan = models.JSONField(
+        default=dict, blank=True,
+        help_text="Per stage, when planned: items planned, items reused from earlier runs, why nothing was planned.",
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     current_stage = models.CharField(max_length=12, blank=True)
     total = models.PositiveIntegerField(default=0)

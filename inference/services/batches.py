@@ -11,49 +11,39 @@ each do the work at most once:
   advance   batch  current_stage S -> next, only from S; the winner plans and queues the next stage
   reap      chunk  running (too long) -> queued; queued (message lost) -> re-sent
 
-Stage services (va, llm, similarity) are upserts keyed by natural keys, so re-running a chunk whose
-worker died half-way overwrites, never duplicates.
+What each stage plans and which service runs a chunk of it comes from the stage registry
+(`inference.stages`); this module only moves rows. Stage services (va, llm, similarity) are upserts
+keyed by natural keys, so re-running a chunk whose worker died half-way overwrites, never duplicates.
+
+A batch runs on workers (each chunk one Celery message to its stage's queue) or inline
+(`batch_run_inline`: the same chunks, claimed and finished the same way, in this process).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q
 from django.utils import timezone
 
-from inference.models import (
-    Batch,
-    BatchChunk,
-    Dataset,
-    Generation,
-    LLMConfig,
-    PromptTemplate,
-    Sample,
-    Similarity,
-    VAEstimate,
-)
+from evalplatform.celery import app as celery_app
+from inference.models import Batch, BatchChunk, Dataset, LLMConfig, PromptTemplate, Similarity, VAEstimate
+from inference.stages import STAGE_ORDER, STAGES, PlanInput, StagePlan
 
 logger = logging.getLogger(__name__)
 
-STAGE_ORDER = [Batch.Stage.VA.value, Batch.Stage.GENERATE.value, Batch.Stage.SIMILARITY.value]
-EMBEDDER_FAMILIES = [choice.value for choice in Similarity.Family]
-VA_SOURCES = [choice.value for choice in VAEstimate.Source]
-# Each stage runs on the worker pool sized for it (docker-compose: worker-va, worker-llm, worker).
-STAGE_QUEUES = {"va": "va", "generate": "llm", "similarity": "embed"}
-# Where each stage's work is done; imported when a chunk runs so the web process never loads a model.
-STAGE_SERVICES = {
-    "va": "inference.services.va:va_extract_samples",
-    "generate": "inference.services.llm:generations_run_many",
-    "similarity": "inference.services.similarity:similarity_compute",
-}
+# The one task that runs a chunk (inference/tasks/batch.py registers it under this name). Tasks import
+# this module, never the reverse, so the message is sent through the app's registry by that name.
+CHUNK_TASK = "inference.tasks.batch.batch_chunk_run_task"
 ACTIVE = (Batch.Status.QUEUED, Batch.Status.RUNNING)
 UNFINISHED_CHUNK = (BatchChunk.Status.QUEUED, BatchChunk.Status.RUNNING)
 MAX_CHUNK_SIZE = 1000
@@ -67,6 +57,10 @@ ITEM_DELAY_PARAM = "item_delay_s"
 
 class BatchInvalid(ValueError):
     """The request cannot become a batch (unknown dataset/config/prompt/embedder, bad stages…)."""
+
+
+class BatchNothingToDo(BatchInvalid):
+    """The first stage has nothing to do (everything is computed already, or its input is missing)."""
 
 
 class BatchStateError(ValueError):
@@ -113,28 +107,31 @@ def batch_queue(
     chunk_size: int = 16,
     created_by: Any = None,
     item_delay_s: float = 0.0,
+    inline: bool = False,
 ) -> Batch:
-    """Create a batch, plan its first stage into chunks and queue them after commit."""
+    """Create a batch, plan its first stage into chunks and queue them after commit.
+
+    With `inline=True` no message is sent: the caller runs it with `batch_run_inline` (until then the
+    chunks wait as queued rows, and the reaper sends them to workers if nobody runs them)."""
     stages = batch_stages_validate(stages=list(stages))
     configs, prompts, embedders = list(configs), list(prompts), list(embedders)
-    if va_source not in VA_SOURCES:
-        raise BatchInvalid(f"unknown VA source {va_source!r} (choose from {', '.join(VA_SOURCES)})")
-    bad_embedders = [name for name in embedders if name not in EMBEDDER_FAMILIES]
+    if va_source not in VAEstimate.Source.values:
+        raise BatchInvalid(f"unknown VA source {va_source!r} (choose from {', '.join(VAEstimate.Source.values)})")
+    bad_embedders = [name for name in embedders if name not in Similarity.Family.values]
     if bad_embedders:
         raise BatchInvalid(f"unknown embedder(s) {', '.join(map(repr, bad_embedders))} "
-                           f"(choose from {', '.join(EMBEDDER_FAMILIES)})")
+                           f"(choose from {', '.join(Similarity.Family.values)})")
     if len(set(embedders)) != len(embedders):
         raise BatchInvalid("an embedder is listed twice")
-    if "generate" in stages and not (configs and prompts):
-        raise BatchInvalid("the generate stage needs at least one LLM config and one prompt")
-    if "similarity" in stages and not embedders:
-        raise BatchInvalid("the similarity stage needs at least one embedder (word, bert, sentence)")
     if not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
         raise BatchInvalid(f"chunk size must be an integer from 1 to {MAX_CHUNK_SIZE}, got {chunk_size!r}")
     if item_delay_s < 0:
         raise BatchInvalid("item delay must be >= 0")
+    spec = PlanInput(dataset_id=dataset.pk, va_source=va_source, config_ids=[c.pk for c in configs],
+                     prompt_ids=[p.pk for p in prompts], embedders=embedders)
+    batch_stages_ready(stages=stages, spec=spec)
 
-    with transaction.atomic():
+    with transaction.atomic(), (_running_inline() if inline else nullcontext()):
         batch = Batch.objects.create(
             dataset=dataset, stages=stages, va_source=va_source, embedders=embedders, chunk_size=chunk_size,
             created_by=created_by, current_stage=stages[0],
@@ -144,64 +141,45 @@ def batch_queue(
         extra = {ITEM_DELAY_PARAM: float(item_delay_s)} if item_delay_s else {}
         created = _stage_plan(batch=batch, stage=stages[0], extra_params=extra)
         if not created:
-            # Raising rolls the batch back: nothing half-made is left behind.
-            raise BatchInvalid(_nothing_to_do(batch=batch, stage=stages[0]))
+            # Raising rolls the batch back: nothing half-made is left behind. Everything computed already
+            # is not an error (a re-run); missing input (no samples, no VA yet) is.
+            first = batch.plan[stages[0]]
+            raise (BatchNothingToDo if first["reused"] else BatchInvalid)(first["note"])
     return batch
 
 
-def _nothing_to_do(*, batch: Batch, stage: str) -> str:
-    if stage == "va":
-        return f"dataset {batch.dataset.name!r} has no samples; import it first"
-    if stage == "generate":
-        return (f"dataset {batch.dataset.name!r} has no usable {batch.va_source!r} VA estimates; "
-                f"run the va stage first")
-    return (f"dataset {batch.dataset.name!r} has no successful describe generations for the chosen "
-            f"configs/prompts; run the generate stage first")
+def batch_stages_ready(*, stages: list[str], spec: PlanInput) -> None:
+    """Refuse a batch any of whose stages could only fail (a missing model file, no embedder, …)."""
+    for stage in stages:
+        try:
+            STAGES[stage].ready(spec)
+        except (ImproperlyConfigured, ValueError) as exc:
+            raise BatchInvalid(f"{stage} stage: {exc}") from exc
+
+
+def batch_stages_preview(*, stages: list[str], spec: PlanInput) -> list[dict[str, Any]]:
+    """What each stage would plan if it started now: {stage, label, items, reused, note}.
+
+    Only the first stage's count is final; later stages are planned when the one before finishes and
+    are shown with what they would find today."""
+    preview = []
+    for stage in stages:
+        plan = STAGES[stage].plan(spec)
+        preview.append({"stage": stage, "label": Batch.Stage(stage).label, "items": plan.items,
+                        "reused": plan.reused, "note": plan.empty_reason,
+                        "groups": {g.key: {"items": len(g.item_ids), "reused": g.reused} for g in plan.groups}})
+    return preview
 
 
 # --- planning -------------------------------------------------------------------------------------
-
-
-def _va_estimates(batch: Batch) -> QuerySet[VAEstimate]:
-    estimates = VAEstimate.objects.filter(
-        sample__dataset_id=batch.dataset_id, source=batch.va_source, status=VAEstimate.Status.OK
-    )
-    # Two weight files must never mix in one analysis: use the most recently written model version.
-    latest = estimates.order_by("-updated_at").values_list("model_sha256", flat=True).first()
-    return estimates.filter(model_sha256=latest) if latest is not None else estimates.none()
-
-
-def _stage_groups(batch: Batch, stage: str) -> list[tuple[str, dict, list[int]]]:
-    """(param key, params, all item ids) for each independent stream of work in a stage."""
-    if stage == "va":
-        ids = list(Sample.objects.filter(dataset_id=batch.dataset_id).order_by("id").values_list("id", flat=True))
-        return [(f"source={batch.va_source}", {"source": batch.va_source}, ids)]
-    if stage == "generate":
-        ids = list(_va_estimates(batch).order_by("id").values_list("id", flat=True))
-        return [
-            (f"config={config_id},prompt={prompt_id}", {"config_id": config_id, "prompt_id": prompt_id}, ids)
-            for config_id in batch.configs.order_by("id").values_list("id", flat=True)
-            for prompt_id in batch.prompts.order_by("id").values_list("id", flat=True)
-        ]
-    # Only what can be scored: descriptions that succeeded, of samples with human references.
-    generations = Generation.objects.filter(
-        va_estimate__in=_va_estimates(batch), task=PromptTemplate.Task.DESCRIBE, status=Generation.Status.OK
-    ).exclude(va_estimate__sample__references=[])
-    config_ids = list(batch.configs.values_list("id", flat=True))
-    prompt_ids = list(batch.prompts.values_list("id", flat=True))
-    if config_ids:
-        generations = generations.filter(config_id__in=config_ids)
-    if prompt_ids:
-        generations = generations.filter(prompt_id__in=prompt_ids)
-    ids = list(generations.order_by("id").values_list("id", flat=True))
-    return [(f"family={family}", {"family": family}, ids) for family in batch.embedders]
 
 
 def _stage_plan(*, batch: Batch, stage: str, extra_params: dict | None = None) -> list[BatchChunk]:
     """Create chunks for the items of `stage` not already in one of its chunks; queue them on commit.
 
     Planning only the missing items makes a stage re-plannable: after "retry failed" re-ran some VA
-    items, the generate stage gets chunks for exactly the estimates it has not seen yet.
+    items, the generate stage gets chunks for exactly the estimates it has not seen yet. What was
+    planned, reused, or why nothing was, is recorded in `Batch.plan` for the batch page.
     """
     if extra_params is None:
         extra_params = _inherited_params(batch)
@@ -209,9 +187,11 @@ def _stage_plan(*, batch: Batch, stage: str, extra_params: dict | None = None) -
     next_index = max((index for _, _, index in existing), default=-1) + 1
     created: list[BatchChunk] = []
     now = timezone.now()
-    for param_key, params, ids in _stage_groups(batch, stage):
+    plan: StagePlan = STAGES[stage].plan(PlanInput.of(batch))
+    for group in plan.groups:
+        param_key, params = group.key, group.params
         seen = {item for key, items, _ in existing if key.startswith(f"{stage}:{param_key}:") for item in items}
-        todo = [item for item in ids if item not in seen]
+        todo = [item for item in group.item_ids if item not in seen]
         for start in range(0, len(todo), batch.chunk_size):
             created.append(BatchChunk(
                 batch=batch, stage=stage, index=next_index, key=f"{stage}:{param_key}:{next_index}",
@@ -219,8 +199,18 @@ def _stage_plan(*, batch: Batch, stage: str, extra_params: dict | None = None) -
             ))
             next_index += 1
     BatchChunk.objects.bulk_create(created)
+    planned = sum(len(c.item_ids) for c in created)
+    record = dict(Batch.objects.filter(pk=batch.pk).values_list("plan", flat=True).first() or {})
+    previous = record.get(stage, {})
+    # Reuse is what the first planning found; a re-plan after "retry failed" only adds items.
+    record[stage] = previous or {"reused": plan.reused, "groups": {g.key: g.reused for g in plan.groups}}
+    record[stage] = {**record[stage], "planned": previous.get("planned", 0) + planned,
+                     "note": "" if planned or previous.get("planned") else
+                     (plan.empty_reason or "nothing new to plan")}
+    batch.plan = record
+    Batch.objects.filter(pk=batch.pk).update(plan=record)
     if created:
-        Batch.objects.filter(pk=batch.pk).update(total=F("total") + sum(len(c.item_ids) for c in created))
+        Batch.objects.filter(pk=batch.pk).update(total=F("total") + planned)
         _chunks_enqueue(chunks=created)
     return created
 
@@ -230,37 +220,31 @@ def _inherited_params(batch: Batch) -> dict:
     return {ITEM_DELAY_PARAM: first[ITEM_DELAY_PARAM]} if ITEM_DELAY_PARAM in first else {}
 
 
-def _chunks_enqueue(*, chunks: Iterable[BatchChunk]) -> None:
-    # Imported here: tasks import this module.
-    from inference.tasks.batch import batch_chunk_run_task
+# Set while `batch_run_inline` drives a batch: its chunks are run here, so no message is sent for them.
+_inline: ContextVar[bool] = ContextVar("batch_inline", default=False)
 
+
+@contextmanager
+def _running_inline() -> Iterator[None]:
+    token = _inline.set(True)
+    try:
+        yield
+    finally:
+        _inline.reset(token)
+
+
+def _chunks_enqueue(*, chunks: Iterable[BatchChunk]) -> None:
+    if _inline.get():
+        return
+    task = celery_app.tasks[CHUNK_TASK]
     for chunk in chunks:
         # After commit only, so a worker never looks for a chunk row that is not committed yet.
         transaction.on_commit(
-            lambda chunk_id=chunk.pk, queue=STAGE_QUEUES[chunk.stage]: batch_chunk_run_task.apply_async(
-                args=[chunk_id], queue=queue
-            )
+            lambda chunk_id=chunk.pk, queue=STAGES[chunk.stage].queue: task.apply_async(args=[chunk_id], queue=queue)
         )
 
 
 # --- running a chunk ------------------------------------------------------------------------------
-
-
-def _stage_service(stage: str) -> Callable[..., dict]:
-    module_name, _, func_name = STAGE_SERVICES[stage].partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as exc:
-        raise RuntimeError(f"stage service {STAGE_SERVICES[stage]} is not available: {exc}") from exc
-
-
-def _stage_call(stage: str, item_ids: list[int], params: dict) -> dict:
-    service = _stage_service(stage)
-    if stage == "va":
-        return service(sample_ids=item_ids, source=params["source"])
-    if stage == "generate":
-        return service(va_estimate_ids=item_ids, config_id=params["config_id"], prompt_id=params["prompt_id"])
-    return service(generation_ids=item_ids, family=params["family"])
 
 
 def _reply_errors(reply: object, item_ids: list[int]) -> dict[str, str]:
@@ -303,7 +287,7 @@ def batch_chunk_run(*, chunk_id: int) -> ChunkOutcome:
     if delay:
         time.sleep(delay * len(item_ids))
     try:
-        errors = _reply_errors(_stage_call(chunk.stage, item_ids, chunk.params), item_ids)
+        errors = _reply_errors(STAGES[chunk.stage].run(item_ids, chunk.params), item_ids)
     except (OperationalError, InterfaceError):
         # The database went away: nothing about the items is known, so none is failed. The chunk stays
         # running and the reaper re-queues it after BATCH_CHUNK_TIMEOUT.
@@ -373,6 +357,30 @@ def _batch_finish(*, batch: Batch, stage: str) -> bool:
         error=f"{failed} of {batch.total} item(s) failed; see the chunk errors, then retry failed" if failed else "",
     )
     return finished == 1
+
+
+def batch_run_inline(*, batch_id: int, progress: Callable[[Batch], None] | None = None) -> Batch:
+    """Run a batch's queued chunks in this process, stage after stage, until it finishes.
+
+    The same claim/finish/advance as on a worker, so progress, cancel (between chunks), retry and the
+    reaper behave identically; stages planned meanwhile are run here too, never sent to a queue. A
+    chunk left running by a crash is the reaper's: it is not touched here."""
+    with _running_inline():
+        while True:
+            batch = Batch.objects.get(pk=batch_id)
+            if progress is not None:
+                progress(batch)
+            if batch.status not in ACTIVE:
+                return batch
+            chunk_id = (BatchChunk.objects.filter(batch_id=batch_id, stage=batch.current_stage,
+                                                  status=BatchChunk.Status.QUEUED)
+                        .order_by("index").values_list("id", flat=True).first())
+            if chunk_id is None:
+                # Nothing queued in the current stage: advance (it may be finished), else stop.
+                if not batch_stage_advance(batch_id=batch_id, stage=batch.current_stage):
+                    return Batch.objects.get(pk=batch_id)
+                continue
+            batch_chunk_run(chunk_id=chunk_id)
 
 
 # --- operator actions -----------------------------------------------------------------------------
@@ -472,16 +480,35 @@ def _chunk_reap_running(*, chunk: BatchChunk) -> int:
 # --- reads (for the page, the admin and the CLI) --------------------------------------------------
 
 
+def batch_queued_message(*, batch: Batch) -> str:
+    """What the user is told right after queueing, from the committed row (a batch that already ran,
+    e.g. with eager Celery, says what it did)."""
+    batch.refresh_from_db()
+    if batch.status not in ACTIVE:
+        return (f"Batch {batch.pk} {batch.get_status_display().lower()}: {batch.done} done, {batch.failed} failed "
+                f"of {batch.total} item(s).")
+    first = (batch.plan or {}).get(batch.stages[0], {})
+    reused = f", {first['reused']} reused from earlier runs" if first.get("reused") else ""
+    later = "; later stages are planned when the one before finishes" if len(batch.stages) > 1 else ""
+    return (f"Batch {batch.pk} queued: {first.get('planned', batch.total)} item(s) to do in "
+            f"{Batch.Stage(batch.stages[0]).label}{reused}{later}.")
+
+
 def batch_progress(*, batch: Batch) -> dict[str, Any]:
     """Everything the status partial, the JSON endpoint and `run_batch --wait` show."""
     stages = []
     for stage in batch.stages:
         chunks = [chunk for chunk in batch.chunks.all() if chunk.stage == stage]
         total = sum(len(chunk.item_ids) for chunk in chunks)
+        plan = (batch.plan or {}).get(stage)
         stages.append({
             "stage": stage,
             "label": Batch.Stage(stage).label,
             "planned": bool(chunks),
+            # Planned with nothing to do: say why instead of "not planned yet".
+            "considered": plan is not None,
+            "reused": (plan or {}).get("reused", 0),
+            "note": (plan or {}).get("note", ""),
             "total": total,
             "done": sum(chunk.done for chunk in chunks),
             "failed": sum(chunk.failed for chunk in chunks),

@@ -1,7 +1,7 @@
 """The study's experiment: run (or reuse) every stage for a dataset, then build and write its tables.
 
-`experiment_run` drives the stages (VA → generation → similarity), computing only what is missing, so a
-re-run makes no new rows. `experiment_tables_build` reads the stored rows and hands them to the pure
+`experiment_run` runs the stages (VA → generation → similarity) as a Batch in this process, computing
+only what is missing, so a re-run makes no new rows. `experiment_tables_build` reads the stored rows and hands them to the pure
 table builders in `inference.tables` (the study reports reuse it); `experiment_tables_write` turns its
 result into CSV, JSON, a Markdown summary and SVG plots through `inference.output`.
 """
@@ -20,7 +20,7 @@ from django.utils.text import slugify
 
 from inference import tables as T
 from inference.embeddings import embedder_families_parse
-from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, VAEstimate
+from inference.models import Batch, Dataset, Generation, LLMConfig, PromptTemplate, VAEstimate
 from inference.output import csv_file_write, figure_save, markdown_table, pyplot
 from inference.selectors import (
     NotFound,
@@ -31,13 +31,16 @@ from inference.selectors import (
     va_estimates_current,
     va_model_version_current,
 )
-from inference.services.llm import generations_run_many, llm_config_defaults_ensure, prompt_defaults_ensure
-from inference.services.similarity import (
-    SimilarityInputError,
-    dataset_similarity_compute,
-    similarity_by_generation,
+from inference.services.batches import (
+    BatchInvalid,
+    batch_queue,
+    batch_run_inline,
+    batch_stages_preview,
+    batch_stages_ready,
 )
-from inference.services.va import va_extract_samples
+from inference.services.llm import llm_config_defaults_ensure, prompt_defaults_ensure
+from inference.services.similarity import similarity_by_generation
+from inference.stages import PlanInput
 
 VA_SOURCES = tuple(VAEstimate.Source.values)
 VA_CHUNK_SIZE = 32
@@ -128,70 +131,76 @@ def _estimates(dataset_id: int, source: str) -> dict[int, VAEstimate]:
     return {va.sample_id: va for va in qs}
 
 
-# --- stages ----------------------------------------------------------------------------------------
+# --- running the stages --------------------------------------------------------------------------
 
-def _stage_va(spec: ExperimentSpec, log: Callable[[str], None]) -> dict[str, Any]:
-    # An `error` row (e.g. an unreadable image fixed since) is tried again; ok and no_face are results.
-    have = set(VAEstimate.objects.filter(sample__dataset=spec.dataset, source=spec.va_source)
-               .exclude(status=VAEstimate.Status.ERROR).values_list("sample_id", flat=True))
-    missing = list(spec.dataset.samples.exclude(pk__in=have).order_by("pk").values_list("pk", flat=True))
-    report: dict[str, Any] = {"reused": len(have), "computed": 0, "failed": 0}
-    for start in range(0, len(missing), VA_CHUNK_SIZE):
-        part = va_extract_samples(sample_ids=missing[start:start + VA_CHUNK_SIZE], source=spec.va_source)
-        report["computed"] += part["done"]
-        report["failed"] += part["failed"]
-    log(f"VA ({spec.va_source}): {report['reused']} reused, {report['computed']} computed, {report['failed']} failed")
-    return report
+def _stage_report(batch: Batch | None, preview: dict[str, Any], stage: str) -> dict[str, Any]:
+    """{"reused", "computed", "failed"} of one stage (per group for similarity), from the batch's rows or,
+    for a stage that had nothing to do and was left out of the batch, from the preview."""
+    plan = (batch.plan or {}).get(stage) if batch is not None else None
+    chunks = list(batch.chunks.filter(stage=stage)) if batch is not None and plan is not None else []
 
+    def counts(prefix: str, reused: int) -> dict[str, int]:
+        mine = [c for c in chunks if c.key.startswith(prefix)]
+        return {"reused": reused, "computed": sum(c.done for c in mine), "failed": sum(c.failed for c in mine)}
 
-def _stage_generate(spec: ExperimentSpec, va_ids: list[int], log: Callable[[str], None]) -> dict[str, Any]:
-    report: dict[str, Any] = {"reused": 0, "computed": 0, "failed": 0}
-    for config in spec.configs:
-        for prompt in spec.prompts:
-            # A failed call (`error`) is retried, as the LLM stage does; every other status is an answer.
-            done = set(Generation.objects.filter(config=config, prompt=prompt, va_estimate_id__in=va_ids)
-                       .exclude(status=Generation.Status.ERROR).values_list("va_estimate_id", flat=True))
-            missing = [i for i in va_ids if i not in done]
-            report["reused"] += len(done)
-            if not missing:
-                continue
-            part = generations_run_many(va_estimate_ids=missing, config_id=config.pk, prompt_id=prompt.pk)
-            report["computed"] += part["done"]
-            report["failed"] += part["failed"]
-    log(f"generation: {report['reused']} reused, {report['computed']} computed, {report['failed']} failed")
-    return report
-
-
-def _stage_similarity(spec: ExperimentSpec, va_ids: list[int], log: Callable[[str], None]) -> dict[str, Any]:
-    describe = [p for p in spec.prompts if p.task == PromptTemplate.Task.DESCRIBE]
-    if not spec.embedders or not describe:
-        return {"skipped": "no embedders or no describe prompt"}
-    ids = list(Generation.objects.filter(va_estimate_id__in=va_ids, config__in=spec.configs, prompt__in=describe)
-               .values_list("pk", flat=True))
-    try:
-        result = dataset_similarity_compute(dataset_id=spec.dataset.pk, families=spec.embedders, generation_ids=ids)
-    except SimilarityInputError as exc:
-        log(f"similarity skipped: {exc}")
-        return {"skipped": str(exc)}
-    for family, part in result.items():
-        log(f"similarity ({family}): {len(ids) - part['pending']} reused, {part['done']} computed, "
-            f"{part['failed']} failed")
-    return result
+    if stage == Batch.Stage.SIMILARITY:
+        groups = plan["groups"] if plan is not None else {k: g["reused"] for k, g in preview["groups"].items()}
+        return {key.removeprefix("family="): counts(f"{stage}:{key}:", reused) for key, reused in groups.items()}
+    return counts(f"{stage}:", plan["reused"] if plan is not None else preview["reused"])
 
 
 def experiment_run(*, dataset: str | int, va_source: str, configs: str | Sequence[str],
                    prompts: str | Sequence[str], embedders: str | Sequence[str], out_dir: str | Path,
-                   log: Callable[[str], None] | None = None) -> ExperimentResult:
-    """Run (or reuse) VA, generation and similarity for the spec, then write the tables to `out_dir`."""
+                   log: Callable[[str], None] | None = None, created_by: Any = None) -> ExperimentResult:
+    """Run (or reuse) VA, generation and similarity for the spec as one inline Batch, then write the
+    tables to `out_dir`.
+
+    Stages with nothing to do at the start (everything already computed) are left out of the batch;
+    when nothing is missing at all no batch is made."""
     log = log or (lambda message: None)
     spec = experiment_spec_resolve(dataset=dataset, va_source=va_source, configs=configs, prompts=prompts,
                                    embedders=embedders)
     if not spec.dataset.samples.exists():
         raise ExperimentInputError(f"dataset {spec.dataset.name!r} has no samples")
-    stages: dict[str, Any] = {"va": _stage_va(spec, log)}
-    va_ids = sorted(va.pk for va in _estimates(spec.dataset.pk, spec.va_source).values())
-    stages["generate"] = _stage_generate(spec, va_ids, log)
-    stages["similarity"] = _stage_similarity(spec, va_ids, log)
+    stage_names = [Batch.Stage.VA, Batch.Stage.GENERATE]
+    describe = [p for p in spec.prompts if p.task == PromptTemplate.Task.DESCRIBE]
+    if spec.embedders and describe:
+        stage_names.append(Batch.Stage.SIMILARITY)
+    plan_input = PlanInput(dataset_id=spec.dataset.pk, va_source=spec.va_source,
+                           config_ids=[c.pk for c in spec.configs], prompt_ids=[p.pk for p in spec.prompts],
+                           embedders=spec.embedders)
+    try:
+        batch_stages_ready(stages=list(stage_names), spec=plan_input)
+    except BatchInvalid as exc:
+        raise ExperimentInputError(str(exc)) from exc
+    previews = {p["stage"]: p for p in batch_stages_preview(stages=list(stage_names), spec=plan_input)}
+    # Later stages depend on earlier ones, so only a leading run of finished stages can be skipped.
+    start = next((i for i, name in enumerate(stage_names) if previews[name]["items"]), len(stage_names))
+    batch = None
+    if start < len(stage_names):
+        batch = batch_queue(dataset=spec.dataset, stages=list(stage_names[start:]), va_source=spec.va_source,
+                            configs=spec.configs, prompts=spec.prompts, embedders=spec.embedders,
+                            chunk_size=VA_CHUNK_SIZE, created_by=created_by, inline=True)
+        log(f"batch {batch.pk}: {' → '.join(batch.stages)} (in this process)")
+        batch = batch_run_inline(batch_id=batch.pk)
+    stages: dict[str, Any] = {"batch": batch.pk if batch else None}
+    va = stages["va"] = _stage_report(batch, previews[Batch.Stage.VA], Batch.Stage.VA)
+    log(f"VA ({spec.va_source}): {va['reused']} reused, {va['computed']} computed, {va['failed']} failed")
+    gen = stages["generate"] = _stage_report(batch, previews[Batch.Stage.GENERATE], Batch.Stage.GENERATE)
+    log(f"generation: {gen['reused']} reused, {gen['computed']} computed, {gen['failed']} failed")
+    if Batch.Stage.SIMILARITY not in stage_names:
+        stages["similarity"] = {"skipped": "no embedders or no describe prompt"}
+    else:
+        note = ((batch.plan or {}).get(Batch.Stage.SIMILARITY, {}).get("note") if batch is not None
+                else previews[Batch.Stage.SIMILARITY]["note"])
+        if note and "already scored" not in note:
+            log(f"similarity skipped: {note}")
+            stages["similarity"] = {"skipped": note}
+        else:
+            stages["similarity"] = _stage_report(batch, previews[Batch.Stage.SIMILARITY], Batch.Stage.SIMILARITY)
+            for family, part in stages["similarity"].items():
+                log(f"similarity ({family}): {part['reused']} reused, {part['computed']} computed, "
+                    f"{part['failed']} failed")
     tables = experiment_tables_build(dataset_id=spec.dataset.pk, va_source=spec.va_source,
                                      config_ids=[c.pk for c in spec.configs], prompt_ids=[p.pk for p in spec.prompts],
                                      embedders=spec.embedders)

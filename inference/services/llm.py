@@ -5,7 +5,6 @@ generation_run        one item: render the prompt, call the backend with retries
 generations_run_many  a chunk: the model calls in a pool of threads (they wait on the network, so a
                       worker process runs many at once; only the calling thread uses the database);
                       never raises for one bad item.
-generations_run_dataset  every usable VA estimate of a dataset, chunk by chunk (the `generate` command).
 
 Cache rule: a row in any final state (ok, unparseable, flagged) is returned without calling the model
 again — the model did answer, and re-asking at temperature 0 would only cost money; an `error` row
@@ -31,7 +30,7 @@ from inference.llm.prompts import (
     prompt_text_check,
 )
 from inference.llm.ratelimit import backoff_delay, rate_limiter_for
-from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, VAEstimate
+from inference.models import Generation, LLMConfig, PromptTemplate, VAEstimate
 
 logger = logging.getLogger(__name__)
 
@@ -340,40 +339,4 @@ def generations_run_many(*, va_estimate_ids: list[int], config_id: int, prompt_i
                 flush()
                 last_flush = time.monotonic()
         flush()
-    return report
-
-
-def va_estimates_for_generation(*, dataset: Dataset, source: str) -> tuple[list[int], int]:
-    """(ids of the usable estimates, number skipped for lack of VA) for one source of a dataset.
-
-    Like the batch planner, only the most recently written model version of the source is used: two
-    weight files must never mix in one analysis."""
-    estimates = VAEstimate.objects.filter(sample__dataset=dataset, source=source)
-    latest = estimates.order_by("-updated_at").values_list("model_sha256", flat=True).first()
-    estimates = estimates.filter(model_sha256=latest)
-    usable = estimates.filter(status=VAEstimate.Status.OK, valence__isnull=False, arousal__isnull=False)
-    ids = list(usable.order_by("id").values_list("id", flat=True))
-    return ids, estimates.count() - len(ids)
-
-
-def generations_run_dataset(*, dataset: Dataset, config: LLMConfig, prompt: PromptTemplate, source: str,
-                            concurrency: int = 8, chunk_size: int = 32,
-                            progress: Callable[[int], None] | None = None) -> dict:
-    """Run a whole dataset in-process, chunk by chunk (progress after each). Same report as run_many,
-    plus "total" and "skipped" counting the estimates without VA."""
-    ids, skipped = va_estimates_for_generation(dataset=dataset, source=source)
-    report: dict[str, Any] = {"total": len(ids), "done": 0, "failed": 0, "errors": {}, "skipped": skipped,
-                              "statuses": {}}
-    for start in range(0, len(ids), chunk_size):
-        chunk = ids[start:start + chunk_size]
-        part = generations_run_many(va_estimate_ids=chunk, config_id=config.pk, prompt_id=prompt.pk,
-                                    concurrency=concurrency)
-        report["done"] += part["done"]
-        report["failed"] += part["failed"]
-        report["errors"].update(part["errors"])
-        report["skipped"] += len(part["skipped"])
-        for status, count in part["statuses"].items():
-            report["statuses"][status] = report["statuses"].get(status, 0) + count
-        if progress is not None:
-            progress(len(chunk))
     return report

@@ -8,7 +8,7 @@ are stored as NULL with a note, never as a made-up 0.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,20 +18,15 @@ from django.db.models import Avg, Count, Max, Q
 from inference.embeddings import (
     EncodedText,
     cosine,
-    embedder_families_parse,
     embedder_family_check,
     embedder_get,
     text_is_mostly_non_latin,
     text_normalize,
     text_sha256,
 )
-from inference.models import Dataset, Embedding, Generation, PromptTemplate, Similarity
+from inference.models import Embedding, Generation, PromptTemplate, Similarity
 
 SIMILARITY_CHUNK_SIZE = 256
-
-
-class SimilarityInputError(ValueError):
-    """The request cannot be served (no references in the dataset, nothing to score)."""
 
 
 @dataclass(frozen=True)
@@ -163,70 +158,6 @@ def similarity_compute(*, generation_ids: list[int], family: str) -> dict:
             update_fields=["cosine", "oov_rate", "note"],
         )
     return {"done": len(scorable), "failed": len(errors), "errors": errors}
-
-
-def similarity_pending_ids(*, dataset_id: int, family: str, generation_ids: list[int] | None = None) -> list[int]:
-    """OK descriptions of the dataset with references and no score yet under the current checkpoint."""
-    embedder = embedder_get(family)
-    qs = Generation.objects.filter(va_estimate__sample__dataset_id=dataset_id, task=PromptTemplate.Task.DESCRIBE,
-                                   status=Generation.Status.OK).exclude(va_estimate__sample__references=[])
-    if generation_ids is not None:
-        qs = qs.filter(pk__in=generation_ids)
-    scored = Similarity.objects.filter(embedder_family=family, embedder_model=embedder.model_id)
-    return list(qs.exclude(pk__in=scored.values("generation_id")).order_by("pk").values_list("pk", flat=True))
-
-
-def dataset_similarity_compute(
-    *,
-    dataset_id: int,
-    families: list[str],
-    generation_ids: list[int] | None = None,
-    chunk_size: int = SIMILARITY_CHUNK_SIZE,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, dict]:
-    """Score every not-yet-scored description of a dataset, in process, one chunk at a time.
-
-    Reuses what is stored: generations already scored under the current checkpoint are skipped.
-    """
-    families = embedder_families_parse(families)
-    dataset = Dataset.objects.filter(pk=dataset_id).first()
-    if dataset is None:
-        raise SimilarityInputError(f"dataset {dataset_id} does not exist")
-    samples = dataset.samples.count()
-    if not samples:
-        raise SimilarityInputError(f"dataset {dataset.name!r} has no samples")
-    if not dataset.samples.exclude(references=[]).exists():
-        raise SimilarityInputError(
-            f"dataset {dataset.name!r} has no reference descriptions (Sample.references is empty for all "
-            f"{samples} samples): similarity needs human references; import a manifest with a references column")
-    results: dict[str, dict] = {}
-    for family in families:
-        pending = similarity_pending_ids(dataset_id=dataset.pk, family=family, generation_ids=generation_ids)
-        total = {"pending": len(pending), "done": 0, "failed": 0, "errors": {}}
-        for start in range(0, len(pending), chunk_size):
-            chunk = pending[start:start + chunk_size]
-            result = similarity_compute(generation_ids=chunk, family=family)
-            total["done"] += result["done"]
-            total["failed"] += result["failed"]
-            total["errors"].update(result["errors"])
-            if progress:
-                progress(len(chunk))
-        results[family] = total
-    return results
-
-
-def similarity_queue(*, generation_ids: list[int], families: list[str],
-                     chunk_size: int = SIMILARITY_CHUNK_SIZE) -> int:
-    """Send chunks to the `embed` queue once the current transaction commits; returns messages sent."""
-    from inference.tasks.embed import similarity_compute_task
-
-    families = embedder_families_parse(families)
-    sent = 0
-    for family in families:
-        for start in range(0, len(generation_ids), chunk_size):
-            similarity_compute_task.delay_on_commit(generation_ids[start:start + chunk_size], family)
-            sent += 1
-    return sent
 
 
 def similarity_by_generation(*, generation_ids: Iterable[int], family: str | None = None,

@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from django.conf import settings
+
 from inference.faces import Detection, FaceDetector, face_detector_load
-from inference.models import Dataset, Sample, VAEstimate
+from inference.loading import file_sha256, setting_file
+from inference.models import Sample, VAEstimate
 from inference.va.pipeline import face_prepare, va_pipeline_run
 
 logger = logging.getLogger(__name__)
 
-VA_SOURCES = tuple(VAEstimate.Source.values)
 DATASET_MODEL = "dataset"  # model_sha256 of ground-truth rows
+# The files each model source needs; the first one is the model whose sha256 is the version.
+SOURCE_SETTINGS = {
+    VAEstimate.Source.FACECHANNEL: ("FACECHANNEL_WEIGHTS",),
+    VAEstimate.Source.EXPRESSION: ("EXPRESSION_MODEL", "WORD_NORMS"),
+}
 
 
 @dataclass
@@ -104,9 +110,30 @@ class _Expression(_Model):
 
 
 def va_source_check(*, source: str) -> str:
-    if source not in VA_SOURCES:
-        raise ValueError(f"unknown VA source {source!r} (choose from {', '.join(VA_SOURCES)})")
+    if source not in VAEstimate.Source.values:
+        raise ValueError(f"unknown VA source {source!r} (choose from {', '.join(VAEstimate.Source.values)})")
     return source
+
+
+def va_source_ready(*, source: str) -> None:
+    """Raise ImproperlyConfigured naming the setting when a source's model files are missing.
+
+    Reads no model, so the web process can refuse a batch that could only fail."""
+    for setting in SOURCE_SETTINGS.get(va_source_check(source=source), ()):
+        setting_file(setting)
+
+
+def va_model_version_configured(*, source: str) -> str | None:
+    """The model_sha256 the source would write now: its model file's hash ("dataset" for ground truth).
+
+    None when it is only known once the model is built (opt-in int8 FaceChannel: the version includes
+    the calibration set), so nothing can be counted as computed already."""
+    settings_needed = SOURCE_SETTINGS.get(va_source_check(source=source))
+    if not settings_needed:
+        return DATASET_MODEL
+    if source == VAEstimate.Source.FACECHANNEL and getattr(settings, "FACECHANNEL_PRECISION", "fp32") != "fp32":
+        return None
+    return file_sha256(setting_file(settings_needed[0]))
 
 
 def _ids_check(sample_ids: object) -> list[int]:
@@ -219,44 +246,3 @@ def _store(sample: Sample, *, source: str, model_sha256: str, outcome: _Outcome,
             "details": details, "error": outcome.error,
         },
     )
-
-
-def _chunks(ids: list[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]
-
-
-def _dataset_sample_ids(*, dataset_id: int, chunk_size: int) -> list[int]:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk size must be a positive integer, got {chunk_size!r}")
-    if not Dataset.objects.filter(pk=dataset_id).exists():
-        raise ValueError(f"dataset {dataset_id} does not exist")
-    return list(Sample.objects.filter(dataset_id=dataset_id).order_by("pk").values_list("pk", flat=True))
-
-
-def va_extract_dataset(*, dataset_id: int, source: str, chunk_size: int = 32,
-                       progress: Callable[[int], None] | None = None) -> dict:
-    """Run the stage over a whole dataset in this process, chunk by chunk; totals as va_extract_samples."""
-    va_source_check(source=source)
-    ids = _dataset_sample_ids(dataset_id=dataset_id, chunk_size=chunk_size)
-    totals: dict[str, Any] = {"done": 0, "failed": 0, "no_face": 0, "errors": {}}
-    for chunk in _chunks(ids, chunk_size):
-        result = va_extract_samples(sample_ids=chunk, source=source)
-        for key in ("done", "failed", "no_face"):
-            totals[key] += result[key]
-        totals["errors"].update(result["errors"])
-        if progress is not None:
-            progress(len(chunk))
-    return totals
-
-
-def va_queue_dataset(*, dataset_id: int, source: str, chunk_size: int = 32) -> dict:
-    """Queue the dataset's samples on the `va` workers, one task per chunk, after the commit."""
-    from inference.tasks.va import va_extract_chunk
-
-    va_source_check(source=source)
-    ids = _dataset_sample_ids(dataset_id=dataset_id, chunk_size=chunk_size)
-    chunks = list(_chunks(ids, chunk_size))
-    for chunk in chunks:
-        va_extract_chunk.delay_on_commit(chunk, source)
-    return {"samples": len(ids), "chunks": len(chunks)}

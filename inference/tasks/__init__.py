@@ -1,4 +1,4 @@
-"""Celery tasks of the inference app, one module per queue; autodiscovery imports this package."""
+"""Celery tasks of the inference app, one module per area; autodiscovery imports this package."""
 from __future__ import annotations
 
-from . import batch, embed, imports, llm, va  # noqa: F401
+from . import batch, imports  # noqa: F401

@@ -1,21 +1,22 @@
 """Celery tasks (batch). Thin: take ids, call one service, own retry/failure handling.
 
-`batch_chunk_run_task` is sent to the queue of its chunk's stage (va, llm, embed) by the service with
-`apply_async(queue=...)`; the reaper runs on `default` from the beat schedule in settings.
+`batch_chunk_run_task` is sent to the queue of its chunk's stage (the stage registry's `queue`: va, llm,
+embed) by the batch service with `apply_async(queue=...)`; the reaper runs on `default` from the beat
+schedule in settings.
 """
 from __future__ import annotations
 
 from celery import shared_task
 from django.db import OperationalError
 
-from inference.services.batches import batch_chunk_run, batch_chunks_reap
+from inference.services.batches import CHUNK_TASK, batch_chunk_run, batch_chunks_reap
 
 
 # acks_late + reject_on_worker_lost: a message is acknowledged only after the chunk's outcome is
 # committed, and one whose worker was killed goes back to the broker. The claim in the service makes
 # the redelivery harmless; the reaper covers what the broker itself loses.
 @shared_task(
-    name="inference.tasks.batch.batch_chunk_run_task", acks_late=True, reject_on_worker_lost=True,
+    name=CHUNK_TASK, acks_late=True, reject_on_worker_lost=True,
     autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5,
 )
 def batch_chunk_run_task(chunk_id: int) -> dict:

@@ -25,10 +25,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from inference.faces import file_sha256
+from inference.loading import ProcessCache, setting_file
 from inference.va.norms import WordNorms
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -157,26 +157,19 @@ class ExpressionModel:
         return outputs
 
 
-_cache: dict[str, ExpressionModel] = {}
-_lock = threading.Lock()
+_cache: ProcessCache[ExpressionModel] = ProcessCache()
+
+
+def expression_model_path(path: str | None = None) -> Path:
+    """settings.EXPRESSION_MODEL (or `path`), checked to name a file; nothing is loaded."""
+    return setting_file("EXPRESSION_MODEL", value=path,
+                        hint="point it at fer2013_mini_XCEPTION.102-0.66.onnx (fer-mini-xception assets)")
 
 
 def expression_model_load(path: str | None = None) -> ExpressionModel:
     """The classifier for settings.EXPRESSION_MODEL (or `path`), loaded once per process and file."""
-    if path is None:
-        path = str(getattr(settings, "EXPRESSION_MODEL", "") or "").strip()
-        if not path:
-            raise ImproperlyConfigured(
-                "EXPRESSION_MODEL is not set: point it at fer2013_mini_XCEPTION.102-0.66.onnx "
-                "(../shared/assets/fer-mini-xception/)")
-    if not Path(path).is_file():
-        raise ImproperlyConfigured(f"EXPRESSION_MODEL={path} does not exist or is not a file")
-    key = str(Path(path).resolve())
-    with _lock:
-        model = _cache.get(key)
-        if model is None:
-            model = _cache[key] = ExpressionModel(key)
-        return model
+    key = str(expression_model_path(path).resolve())
+    return _cache.get(key, lambda: ExpressionModel(key))
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ import cv2
 import h5py
 import numpy as np
 import torch
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from torch import nn
+
+from inference.loading import setting_file
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +284,13 @@ class LoadedFaceChannel:
 
 _cache: dict[tuple[str, str], LoadedFaceChannel] = {}  # fp32 only
 _lock = threading.Lock()
+FACECHANNEL_HINT = ("the facechannel VA source needs the authors' DimensionalFaceChannel.h5 (git blob 952d8bc8…), "
+                    "which cannot be downloaded here")
+
+
+def facechannel_weights_path(path: str | None = None) -> Path:
+    """settings.FACECHANNEL_WEIGHTS (or `path`), checked to name a file; no weights are read."""
+    return setting_file("FACECHANNEL_WEIGHTS", hint=FACECHANNEL_HINT, value=path)
 
 
 def facechannel_load(path: str | None = None, *, precision: str | None = None) -> LoadedFaceChannel:
@@ -293,15 +300,7 @@ def facechannel_load(path: str | None = None, *, precision: str | None = None) -
     from inference.va.quantize import facechannel_precision, int8_load
 
     precision = precision or facechannel_precision()
-    if path is None:
-        path = str(getattr(settings, "FACECHANNEL_WEIGHTS", "") or "").strip()
-        if not path:
-            raise ImproperlyConfigured(
-                "FACECHANNEL_WEIGHTS is not set: the facechannel VA source needs the authors' "
-                "DimensionalFaceChannel.h5 (git blob 952d8bc8…), which cannot be downloaded here")
-    if not Path(path).is_file():
-        raise ImproperlyConfigured(f"FACECHANNEL_WEIGHTS={path} does not exist or is not a file")
-    key = str(Path(path).resolve())
+    key = str(facechannel_weights_path(path).resolve())
     with _lock:
         loaded = _cache.get((key, "fp32"))
         if loaded is None:

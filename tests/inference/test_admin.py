@@ -84,7 +84,8 @@ def test_it_shows_the_queue_form_for_add(admin_client, rows) -> None:
 
 
 def test_it_queues_a_batch_from_the_form(admin_client, admin_user, rows, django_capture_on_commit_callbacks) -> None:
-    form = {"dataset": rows["dataset"].pk, "stages": ["va", "generate"], "va_source": "dataset",
+    # The sample's ground-truth VA is stored already (nothing to do for `dataset`): derive it instead.
+    form = {"dataset": rows["dataset"].pk, "stages": ["va", "generate"], "va_source": "expression",
             "configs": [rows["config"].pk], "prompts": [rows["prompt"].pk], "chunk_size": 8}
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = admin_client.post(reverse("admin:inference_batch_add"), form)

@@ -36,6 +36,7 @@ from inference.services.batches import (
     batch_retry_failed,
     batch_stage_advance,
 )
+from tests.factories import stage_service_use
 
 CALLS: list[tuple[str, list[int]]] = []
 
@@ -77,8 +78,8 @@ def raise_missing_model(**kwargs: object) -> dict:
 @pytest.fixture(autouse=True)
 def stage_functions(monkeypatch) -> None:
     CALLS.clear()
-    monkeypatch.setitem(batches.STAGE_SERVICES, "va", f"{__name__}:va_from_ground_truth")
-    monkeypatch.setitem(batches.STAGE_SERVICES, "generate", f"{__name__}:generate_echo")
+    stage_service_use(monkeypatch, "va", va_from_ground_truth)
+    stage_service_use(monkeypatch, "generate", generate_echo)
 
 
 @pytest.fixture
@@ -217,7 +218,7 @@ def test_it_retries_only_the_failed_items(dataset, llm, django_capture_on_commit
 
 
 def test_it_fails_the_chunk_when_the_stage_cannot_run(dataset, monkeypatch, django_capture_on_commit_callbacks) -> None:
-    monkeypatch.setitem(batches.STAGE_SERVICES, "va", f"{__name__}:raise_missing_model")
+    stage_service_use(monkeypatch, "va", raise_missing_model)
     with django_capture_on_commit_callbacks(execute=True):
         batch = _queue(dataset)
     batch.refresh_from_db()
@@ -226,7 +227,7 @@ def test_it_fails_the_chunk_when_the_stage_cannot_run(dataset, monkeypatch, djan
 
 
 def test_it_fails_the_chunk_on_a_malformed_stage_reply(dataset, monkeypatch) -> None:
-    monkeypatch.setitem(batches.STAGE_SERVICES, "va", f"{__name__}:reply_garbage")
+    stage_service_use(monkeypatch, "va", reply_garbage)
     batch = _queue(dataset)
     outcome = batch_chunk_run(chunk_id=batch.chunks.first().pk)
     assert (outcome.done, outcome.failed) == (0, 2)
@@ -234,7 +235,7 @@ def test_it_fails_the_chunk_on_a_malformed_stage_reply(dataset, monkeypatch) -> 
 
 
 def test_it_leaves_the_chunk_to_the_reaper_when_the_database_goes_away(dataset, monkeypatch) -> None:
-    monkeypatch.setitem(batches.STAGE_SERVICES, "va", f"{__name__}:database_gone")
+    stage_service_use(monkeypatch, "va", database_gone)
     batch = _queue(dataset)
     chunk = batch.chunks.first()
     with pytest.raises(OperationalError):
@@ -248,12 +249,17 @@ def test_it_does_nothing_for_an_unknown_chunk_id(db) -> None:
     assert batch_chunk_run(chunk_id=987654).ran is False
 
 
-def test_it_names_a_stage_service_that_is_not_installed(dataset, monkeypatch) -> None:
-    monkeypatch.setitem(batches.STAGE_SERVICES, "va", "inference.services.nowhere:va_extract_samples")
-    batch = _queue(dataset)
-    batch_chunk_run(chunk_id=batch.chunks.first().pk)
-    assert "inference.services.nowhere:va_extract_samples is not available" in next(
-        iter(batch.chunks.first().errors.values()))
+def test_it_reaches_every_stage_service_by_a_normal_import() -> None:
+    from inference import stages
+    from inference.services.llm import generations_run_many
+    from inference.services.similarity import similarity_compute
+    from inference.services.va import va_extract_samples
+
+    assert list(stages.STAGES) == ["va", "generate", "similarity"] == [s.value for s in Batch.Stage]
+    # (this module's autouse fixture swaps the services in STAGES; the registry's own entries are checked)
+    registry = [stages.VA, stages.GENERATE, stages.SIMILARITY]
+    assert [stage.service for stage in registry] == [va_extract_samples, generations_run_many, similarity_compute]
+    assert [stage.queue for stage in registry] == ["va", "llm", "embed"]
 
 
 def test_it_reaps_lost_messages_and_dead_workers(dataset, django_capture_on_commit_callbacks) -> None:
@@ -338,9 +344,10 @@ def test_it_runs_a_batch_from_the_command_line(dataset, llm) -> None:
     call_command("run_batch", "--dataset", "faces", "--stages", "generate", "--va-source", "dataset",
                  "--configs", "lex", "--prompts", "describe/plain@1", "--wait", "--poll", "0.01", "--verbosity", "0",
                  stdout=out)
-    assert "queued batch" in out.getvalue()
-    assert "succeeded: 5 done, 0 failed, 5 planned" in out.getvalue()
-    assert Generation.objects.count() == 5  # the second batch upserted, it did not duplicate
+    assert "succeeded: 10 done, 0 failed, 10 planned" in out.getvalue()
+    # Everything the second batch would do exists: it says so and makes nothing (no batch, no rows).
+    assert "nothing to do: all 5 answers for the chosen configs and prompts exist already" in out.getvalue()
+    assert Generation.objects.count() == 5 and Batch.objects.count() == 1
 
 
 @pytest.mark.parametrize(("args", "message"), [

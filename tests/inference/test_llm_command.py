@@ -58,7 +58,7 @@ def test_it_queues_a_generate_batch_when_celery_is_not_eager(seeded, settings, m
 
 @pytest.mark.parametrize("args, message", [
     (["nope", "--config", "lexicon-warriner", "--task", "describe"], "unknown dataset 'nope'"),
-    (["faces", "--config", "nope", "--task", "describe"], "unknown LLM config 'nope'"),
+    (["faces", "--config", "nope", "--task", "describe"], r"unknown LLM config\(s\) 'nope'"),
     (["faces", "--config", "lexicon-warriner", "--task", "describe", "--prompt", "nope"], "unknown prompt 'nope'"),
     (["faces", "--config", "lexicon-warriner", "--task", "describe", "--prompt", "categorize-basic"],
      "is a categorize prompt, not describe"),

@@ -20,6 +20,7 @@ from inference.models import (
     Sample,
     VAEstimate,
 )
+from inference.services.batches import batch_queue
 from inference.services.llm import (
     GenerationInvalid,
     generation_run,
@@ -28,7 +29,7 @@ from inference.services.llm import (
     prompt_defaults_ensure,
     prompt_revise,
 )
-from inference.tasks.llm import generations_run_task
+from inference.tasks.batch import batch_chunk_run_task
 
 from .llm_fakes import FakeOllamaServer, FakeOpenAIServer, Reply, ollama_chat, openai_completion
 
@@ -233,7 +234,7 @@ def test_it_reports_bad_items_without_stopping_the_chunk(dataset, prompts, opena
 def test_it_rejects_bad_task_arguments(dataset, prompts, openai_server):
     config = openai_config(openai_server)
     with pytest.raises(GenerationInvalid, match="list of integers"):
-        generations_run_task.apply(args=["1,2", config.pk, prompts["describe"].pk]).get()
+        generations_run_many(va_estimate_ids="1,2", config_id=config.pk, prompt_id=prompts["describe"].pk)
     with pytest.raises(GenerationInvalid, match="LLM config 424242 does not exist"):
         generations_run_many(va_estimate_ids=[1], config_id=424242, prompt_id=prompts["describe"].pk)
     with pytest.raises(GenerationInvalid, match="concurrency"):
@@ -241,12 +242,15 @@ def test_it_rejects_bad_task_arguments(dataset, prompts, openai_server):
                              concurrency=0)
 
 
-def test_it_runs_the_celery_task_on_ids(dataset, prompts, openai_server):
+def test_it_runs_a_generate_batch_chunk_on_ids(dataset, prompts, openai_server):
     [va] = va_make(dataset, 1)
     config = openai_config(openai_server)
-    result = generations_run_task.delay([va.pk], config.pk, prompts["describe"].pk).get()
-    assert result["done"] == 1
+    batch = batch_queue(dataset=dataset, stages=["generate"], va_source=va.source, configs=[config],
+                        prompts=[prompts["describe"]], inline=True)
+    assert batch_chunk_run_task.apply(args=[batch.chunks.get().pk]).get()["done"] == 1
     assert Generation.objects.get(va_estimate=va).text == '{"label": "happiness"}'
+    batch.refresh_from_db()
+    assert (batch.status, batch.done) == ("succeeded", 1)
 
 
 def test_it_paces_calls_to_the_configured_rate_limit_across_threads(transactional_db, openai_server):

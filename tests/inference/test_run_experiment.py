@@ -23,8 +23,8 @@ from inference.models import (
 from inference.services.experiments import experiment_tables_build
 from inference.services.similarity import embedding_memo_clear
 from inference.tables import mean_sd_ci
+from tests.factories import generation_make, sample_make, va_make
 from tests.inference.test_embeddings import tiny_word_vectors
-from tests.inference.test_similarity_service import generation_make, sample_make, va_make
 
 pytestmark = pytest.mark.django_db
 

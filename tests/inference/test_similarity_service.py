@@ -1,4 +1,4 @@
-"""Similarity service, embed task and compute_similarity command, against hand-computed cosines."""
+"""Similarity service, the similarity stage's batches and compute_similarity, against hand-computed cosines."""
 from __future__ import annotations
 
 import math
@@ -11,47 +11,25 @@ from django.db import transaction
 
 from inference.embeddings import EmbedderUnavailable, embedder_get
 from inference.models import (
+    Batch,
     Dataset,
     Embedding,
     Generation,
     LLMConfig,
     PromptTemplate,
-    Sample,
     Similarity,
-    VAEstimate,
 )
+from inference.services.batches import BatchInvalid, batch_queue, batch_run_inline
 from inference.services.similarity import (
-    SimilarityInputError,
-    dataset_similarity_compute,
     embedding_memo_clear,
     similarity_by_generation,
     similarity_compute,
-    similarity_queue,
 )
-from inference.tasks.embed import similarity_compute_task
+from inference.tasks.batch import batch_chunk_run_task
+from tests.factories import generation_make, sample_make, va_make
 from tests.inference.test_embeddings import tiny_word_vectors
 
 pytestmark = pytest.mark.django_db
-
-
-def sample_make(dataset: Dataset, external_id: str, *, references: list, labels: list[str] | None = None,
-                gt: tuple[float, float] | None = None) -> Sample:
-    return Sample.objects.create(
-        dataset=dataset, external_id=external_id, image=f"samples/{external_id}.png", image_sha256="0" * 64,
-        width=64, height=64, references=references, labels=labels or [],
-        gt_valence=gt[0] if gt else None, gt_arousal=gt[1] if gt else None)
-
-
-def va_make(sample: Sample, *, source: str = "dataset", valence: float = 0.5, arousal: float = 0.2,
-            model_sha256: str = "dataset", details: dict | None = None) -> VAEstimate:
-    return VAEstimate.objects.create(sample=sample, source=source, model_sha256=model_sha256, valence=valence,
-                                     arousal=arousal, details=details or {})
-
-
-def generation_make(va: VAEstimate, config: LLMConfig, prompt: PromptTemplate, *, text: str = "",
-                    labels: list[str] | None = None, status: str = "ok") -> Generation:
-    return Generation.objects.create(va_estimate=va, config=config, prompt=prompt, task=prompt.task, text=text,
-                                     raw_text=text or str(labels), labels=labels or [], status=status)
 
 
 @pytest.fixture
@@ -162,19 +140,27 @@ def test_it_raises_naming_the_setting_when_the_checkpoint_is_missing(describe_se
 def test_it_refuses_a_dataset_without_references(words, describe_setup) -> None:
     dataset = describe_setup[0]
     describe_make(describe_setup, "s1", "happy person", [])
-    with pytest.raises(SimilarityInputError, match="has no reference descriptions"):
-        dataset_similarity_compute(dataset_id=dataset.pk, families=["word"])
+    with pytest.raises(BatchInvalid, match="has no reference descriptions"):
+        batch_queue(dataset=dataset, stages=["similarity"], va_source="dataset", embedders=["word"])
     with pytest.raises(CommandError, match="has no reference descriptions"):
         call_command("compute_similarity", "faces", "--embedders", "word", stdout=StringIO())
+    assert not Batch.objects.exists()
 
 
 def test_it_scores_only_what_is_not_scored_yet(words, describe_setup) -> None:
     dataset = describe_setup[0]
+
+    def run() -> Batch:
+        batch = batch_queue(dataset=dataset, stages=["similarity"], va_source="dataset", embedders=["word"],
+                            inline=True)
+        return batch_run_inline(batch_id=batch.pk)
+
     first = describe_make(describe_setup, "s1", "happy person", ["happy smiling"])
-    assert dataset_similarity_compute(dataset_id=dataset.pk, families=["word"])["word"]["done"] == 1
+    assert run().done == 1
     second = describe_make(describe_setup, "s2", "sad person", ["happy smiling"])
-    result = dataset_similarity_compute(dataset_id=dataset.pk, families=["word"])
-    assert result["word"]["done"] == 1 and result["word"]["pending"] == 1
+    batch = run()
+    assert (batch.done, batch.total, batch.plan["similarity"]["reused"]) == (1, 1, 1)
+    assert list(batch.chunks.values_list("item_ids", flat=True)) == [[second.pk]]
     assert set(Similarity.objects.values_list("generation_id", flat=True)) == {first.pk, second.pk}
 
 
@@ -197,27 +183,35 @@ def test_it_computes_similarity_from_the_command_and_reuses_it(words, describe_s
     call_command("compute_similarity", "faces", "--embedders", "word", stdout=out, verbosity=0)
     assert "word (tiny.w2v.txt@" in out.getvalue() and "1 scored" in out.getvalue()
     assert Similarity.objects.get(generation=gen).cosine == pytest.approx(0.5)
+    assert Batch.objects.get().stages == ["similarity"]
     out = StringIO()
     call_command("compute_similarity", "faces", "--embedders", "word", stdout=out, verbosity=0)
-    assert "0 scored" in out.getvalue() and Similarity.objects.count() == 1
+    assert "nothing to do: all 1 descriptions are already scored by word" in out.getvalue()
+    assert Similarity.objects.count() == 1 and Batch.objects.count() == 1
 
 
-def test_it_queues_chunks_on_the_embed_queue_after_commit(words, describe_setup,
+def test_it_queues_chunks_on_the_embed_queue_after_commit(words, describe_setup, settings, monkeypatch,
                                                           django_capture_on_commit_callbacks) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = False
     gens = [describe_make(describe_setup, f"s{i}", "happy person", ["sad person"]) for i in range(3)]
+    sent: list = []
+    monkeypatch.setattr(batch_chunk_run_task, "apply_async", lambda args, queue: sent.append((args, queue)))
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        call_command("compute_similarity", "faces", "--embedders", "word", "--chunk-size", "2", "--queue",
-                     stdout=out)
-    assert "queued 2 chunk(s) on the embed queue" in out.getvalue()
-    assert len(callbacks) == 2 and not Similarity.objects.exists()  # nothing is sent before the commit
+        call_command("compute_similarity", "faces", "--embedders", "word", "--chunk-size", "2", stdout=out)
+    assert "2 chunk(s) (3 items) on the 'embed' queue" in out.getvalue()
+    assert len(callbacks) == 2 and not sent and not Similarity.objects.exists()  # nothing is sent before the commit
     for callback in callbacks:
-        callback()  # eager in tests: the task runs here
+        callback()
+    batch = Batch.objects.get()
+    assert sent == [([chunk.pk], "embed") for chunk in batch.chunks.order_by("index")]
+    for chunk in batch.chunks.order_by("index"):
+        batch_chunk_run_task.apply(args=[chunk.pk]).get()  # what the embed worker does with each message
     assert set(Similarity.objects.values_list("generation_id", flat=True)) == {g.pk for g in gens}
 
 
 @pytest.mark.parametrize("args,message", [
-    (["nope", "--embedders", "word"], "no dataset named 'nope'"),
+    (["nope", "--embedders", "word"], "unknown dataset 'nope' \\(known: faces\\)"),
     (["faces", "--embedders", "glove"], "unknown embedder family 'glove'"),
     (["faces", "--chunk-size", "0"], "--chunk-size must be at least 1"),
 ])
@@ -226,14 +220,11 @@ def test_it_rejects_bad_command_arguments(describe_setup, args, message) -> None
         call_command("compute_similarity", *args, stdout=StringIO())
 
 
-def test_it_runs_the_embed_task_and_rejects_bad_task_arguments(words, describe_setup) -> None:
+def test_it_rejects_bad_chunk_arguments(words, describe_setup) -> None:
     gen = describe_make(describe_setup, "s1", "happy person", ["sad person"])
-    assert similarity_compute_task.delay([gen.pk], "word").get()["done"] == 1
-    assert Similarity.objects.filter(generation=gen, embedder_family="word").count() == 1
-    with pytest.raises(ValueError, match="list of integers"):
-        similarity_compute_task.delay(["1; drop table"], "word").get()
     with pytest.raises(ValueError, match="unknown embedder family"):
-        similarity_compute_task.delay([gen.pk], "elmo").get()
+        similarity_compute(generation_ids=[gen.pk], family="elmo")
+    assert not Similarity.objects.exists()
 
 
 @pytest.fixture
@@ -250,10 +241,12 @@ def test_it_scores_on_a_real_worker_through_the_embed_queue(worker_words, celery
     dataset = Dataset.objects.create(name="queued", format="manifest")
     config = LLMConfig.objects.create(name="tiny-llm", backend="lexicon")
     prompt = PromptTemplate.objects.create(task="describe", name="describe", text="{valence}")
-    gens = [describe_make((dataset, config, prompt), f"s{i}", "happy person", ["sad person"]) for i in range(3)]
+    for i in range(3):
+        describe_make((dataset, config, prompt), f"s{i}", "happy person", ["sad person"])
     with transaction.atomic():
-        sent = similarity_queue(generation_ids=[g.pk for g in gens], families=["word"], chunk_size=2)
-        assert sent == 2
+        batch = batch_queue(dataset=dataset, stages=["similarity"], va_source="dataset", embedders=["word"],
+                            chunk_size=2)
+        assert batch.chunks.count() == 2
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and Similarity.objects.count() < 3:
         assert celery_worker_process.poll() is None, "worker died"

@@ -11,8 +11,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from inference.models import Dataset, Sample, VAEstimate
-from inference.services.va import va_extract_dataset, va_extract_samples
+from inference.models import Batch, Dataset, Sample, VAEstimate
+from inference.services.batches import BatchInvalid, batch_queue, batch_run_inline
+from inference.services.va import va_extract_samples
 from tests.conftest import FACES, SHARED_ASSETS
 
 SYNTHETIC_WEIGHTS = SHARED_ASSETS / "facechannel" / "synthetic-test-fixture" / "facechannel_dim_SYNTHETIC_random_weights.h5"
@@ -213,18 +214,20 @@ def test_it_rejects_a_malformed_request(db, kwargs: dict, message: str) -> None:
 def test_it_extracts_a_whole_dataset_in_chunks_with_progress(dataset) -> None:
     samples = [face_sample(dataset, name, gt_valence=0.1 * i, gt_arousal=0.0)
                for i, name in enumerate(["obama.jpg", "biden.jpg", "astronaut.png"])]
+    batch = batch_queue(dataset=dataset, stages=["va"], va_source="dataset", chunk_size=2, inline=True)
     seen: list[int] = []
-    report = va_extract_dataset(dataset_id=dataset.pk, source="dataset", chunk_size=2, progress=seen.append)
-    assert seen == [2, 1]
-    assert report["done"] == 3 and report["failed"] == 0
+    batch = batch_run_inline(batch_id=batch.pk, progress=lambda b: seen.append(b.done))
+    assert seen == [0, 2, 3]  # after each chunk
+    assert (batch.status, batch.done, batch.failed) == ("succeeded", 3, 0)
     assert VAEstimate.objects.filter(sample__in=samples, status="ok").count() == 3
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"dataset_id": 987654, "source": "dataset"}, "does not exist"),
-    ({"source": "dataset", "chunk_size": 0}, "positive integer"),
+    ({"va_source": "telepathy"}, "unknown VA source"),
+    ({"chunk_size": 0}, "chunk size must be an integer from 1"),
 ])
 def test_it_rejects_a_bad_dataset_request(dataset, kwargs: dict, message: str) -> None:
-    kwargs.setdefault("dataset_id", dataset.pk)
-    with pytest.raises(ValueError, match=message):
-        va_extract_dataset(**kwargs)
+    face_sample(dataset, "obama.jpg")
+    with pytest.raises(BatchInvalid, match=message):
+        batch_queue(dataset=dataset, stages=["va"], **{"va_source": "dataset", "chunk_size": 2, **kwargs})
+    assert not Batch.objects.exists()

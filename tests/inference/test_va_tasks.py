@@ -1,4 +1,4 @@
-"""The va Celery task and the extract_va command (eager in-process, and a real worker over Redis)."""
+"""The extract_va command: a batch with the va stage, run inline, on the va queue, or by a real worker."""
 from __future__ import annotations
 
 import time
@@ -7,9 +7,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from evalplatform.celery import app
-from inference.models import Dataset, VAEstimate
-from inference.tasks.va import va_extract_chunk
+from inference.models import Batch, Dataset, VAEstimate
+from inference.services.va import va_extract_samples
+from inference.tasks.batch import batch_chunk_run_task
 from tests.inference.test_va_service import face_sample, sample_create
 
 FACE_FILES = ["happy-baby.jpeg", "sad-baby.jpeg", "obama.jpg", "neutral.jpeg"]
@@ -29,36 +29,39 @@ def _extract(*args: str) -> tuple[str, str]:
     return out.getvalue(), err.getvalue()
 
 
-def test_it_is_routed_to_the_va_queue_and_acknowledged_late() -> None:
-    route = app.amqp.router.route({}, va_extract_chunk.name)
-    assert route["queue"].name == "va"
-    assert va_extract_chunk.acks_late is True and va_extract_chunk.reject_on_worker_lost is True
+def test_it_sends_va_chunks_to_the_va_queue_acknowledged_late(dataset, settings, monkeypatch,
+                                                             django_capture_on_commit_callbacks) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    sent: list = []
+    monkeypatch.setattr(batch_chunk_run_task, "apply_async", lambda args, queue: sent.append((args, queue)))
+    with django_capture_on_commit_callbacks(execute=True):
+        out, _ = _extract("faces", "--source", "dataset", "--chunk-size", "3")
+    batch = Batch.objects.get()
+    assert batch.stages == ["va"] and batch.status == "queued" and batch.total == 4
+    assert sent == [([chunk.pk], "va") for chunk in batch.chunks.order_by("index")]
+    assert f"queued batch {batch.pk} (va over faces): 2 chunk(s) (4 items) on the 'va' queue" in out
+    assert batch_chunk_run_task.acks_late is True and batch_chunk_run_task.reject_on_worker_lost is True
+    assert not VAEstimate.objects.exists()  # nothing ran in the command
 
 
-def test_it_runs_a_chunk_and_returns_a_json_safe_report(dataset) -> None:
+def test_it_runs_a_chunk_and_records_a_json_safe_report(dataset) -> None:
     ids = list(dataset.samples.values_list("id", flat=True))
-    result = va_extract_chunk.apply(args=[ids, "dataset"]).get()
-    assert result == {"done": 4, "failed": 0, "no_face": 0, "errors": {}}
+    assert va_extract_samples(sample_ids=ids, source="dataset") == {"done": 4, "failed": 0, "no_face": 0,
+                                                                    "errors": {}}
     assert VAEstimate.objects.filter(source="dataset", status="ok").count() == 4
 
 
-def test_it_reports_a_missing_sample_by_string_id(dataset) -> None:
-    result = va_extract_chunk.apply(args=[[424242], "dataset"]).get()
-    assert result["failed"] == 1 and list(result["errors"]) == ["424242"]
-
-
-@pytest.mark.parametrize(("args", "message"), [
-    ([[1], "nonsense"], "unknown VA source"),
-    (["1,2,3", "dataset"], "list of integers"),
-])
-def test_it_fails_a_malformed_task_without_retrying(db, args: list, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        va_extract_chunk.apply(args=args).get()
+def test_it_reports_a_missing_sample_by_its_id(dataset) -> None:
+    result = va_extract_samples(sample_ids=[424242], source="dataset")
+    assert result["failed"] == 1 and list(result["errors"]) == [424242]
 
 
 def test_it_extracts_a_dataset_in_process_with_a_summary(dataset) -> None:
     out, err = _extract("faces", "--source", "expression", "--chunk-size", "3", "--sync")
-    assert out.strip().endswith("dataset faces, source expression: 4 ok, 0 no face, 0 error(s)")
+    batch = Batch.objects.get()
+    assert out.strip().endswith(f"dataset faces, source expression: 4 ok, 0 no face, 0 error(s) "
+                                f"(batch {batch.pk} succeeded)")
+    assert (batch.stages, batch.done, batch.chunks.count()) == (["va"], 4, 2)
     rows = VAEstimate.objects.filter(source="expression")
     assert rows.count() == 4 and all(r.status == "ok" for r in rows)
 
@@ -87,8 +90,8 @@ def test_it_lists_bad_samples_and_finishes_the_rest(dataset) -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["no-such-dataset", "--source", "dataset"], "unknown dataset 'no-such-dataset'"),
     (["faces", "--source", "telepathy"], "invalid choice"),
-    (["faces", "--source", "dataset", "--chunk-size", "0"], "invalid _positive_int value"),
-    (["faces", "--source", "dataset", "--chunk-size", "many"], "invalid _positive_int value"),
+    (["faces", "--source", "dataset", "--chunk-size", "0"], "--chunk-size must be at least 1"),
+    (["faces", "--source", "dataset", "--chunk-size", "many"], "invalid int value"),
 ])
 def test_it_rejects_bad_command_arguments(dataset, args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
@@ -110,7 +113,7 @@ def test_it_queues_chunks_that_a_real_worker_extracts(celery_worker_process, set
     for name in FACE_FILES:
         face_sample(dataset, name)
     out, _ = _extract("faces-worker", "--source", "expression", "--chunk-size", "2")
-    assert "queued 2 chunk(s) (4 samples)" in out
+    assert "2 chunk(s) (4 items) on the 'va' queue" in out
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and VAEstimate.objects.filter(sample__dataset=dataset).count() < 4:
         assert celery_worker_process.poll() is None, "worker died"

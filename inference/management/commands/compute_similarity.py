@@ -3,59 +3,60 @@ from __future__ import annotations
 from argparse import ArgumentParser
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
-from inference.embeddings import EmbedderUnavailable, embedder_families_parse, embedder_get
-from inference.models import Dataset
-from inference.services.similarity import (
-    SIMILARITY_CHUNK_SIZE,
-    SimilarityInputError,
-    dataset_similarity_compute,
-    similarity_pending_ids,
-    similarity_queue,
+from inference.embeddings import embedder_families_parse, embedder_get
+from inference.management.batch_cli import (
+    batch_arguments_add,
+    batch_errors_write,
+    batch_finished,
+    batch_start,
 )
+from inference.models import Batch, Generation, VAEstimate
+from inference.selectors import NotFound, dataset_get
+from inference.services.similarity import SIMILARITY_CHUNK_SIZE
 
 
 class Command(BaseCommand):
-    help = ("Cosine similarity between each generated description of a dataset and its reference "
-            "descriptions, per embedder. Safe to re-run: what is already scored is reused.")
+    help = ("Cosine similarity between each generated description of a dataset and its reference descriptions, "
+            "per embedder (a batch with the similarity stage). The 'embed' Celery workers run it, or this "
+            "process with --inline. Safe to re-run: what is already scored is reused.")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("dataset", help="Dataset name.")
         parser.add_argument("--embedders", default="word,bert,sentence",
                             help="Comma-separated embedder families: word, bert, sentence (default: all three).")
-        parser.add_argument("--chunk-size", type=int, default=SIMILARITY_CHUNK_SIZE,
-                            help="Generations per chunk (one Celery message with --queue).")
-        parser.add_argument("--queue", action="store_true",
-                            help="Send chunks to the 'embed' Celery queue instead of computing in this process.")
+        parser.add_argument("--va-source", default=None, choices=VAEstimate.Source.values,
+                            help="Score the descriptions made from this VA source. Default: the only source with "
+                                 "descriptions on the dataset.")
+        batch_arguments_add(parser, chunk_size=SIMILARITY_CHUNK_SIZE, unit="generation")
 
-    def handle(self, *args, dataset: str, embedders: str, chunk_size: int, queue: bool, **options) -> None:
-        if chunk_size < 1:
-            raise CommandError("--chunk-size must be at least 1")
+    def handle(self, *args, dataset: str, embedders: str, va_source: str | None, **options) -> None:
         try:
             families = embedder_families_parse(embedders)
         except ValueError as exc:
             raise CommandError(f"--embedders: {exc}") from exc
-        row = Dataset.objects.filter(name=dataset).first()
-        if row is None:
-            raise CommandError(f"no dataset named {dataset!r}")
         try:
-            if queue:
-                sent = sum(similarity_queue(generation_ids=similarity_pending_ids(dataset_id=row.pk, family=f),
-                                            families=[f], chunk_size=chunk_size) for f in families)
-                self.stdout.write(f"{row.name}: queued {sent} chunk(s) on the embed queue for {', '.join(families)}")
-                return
-            bar = tqdm(desc=f"similarity {row.name}", unit="generation", disable=options.get("verbosity", 1) == 0)
-            try:
-                results = dataset_similarity_compute(dataset_id=row.pk, families=families, chunk_size=chunk_size,
-                                                     progress=bar.update)
-            finally:
-                bar.close()
-        except (EmbedderUnavailable, SimilarityInputError) as exc:
+            row = dataset_get(key=dataset)
+        except NotFound as exc:
             raise CommandError(str(exc)) from exc
-        for family, result in results.items():
-            for gid, error in list(result["errors"].items())[:20]:
-                self.stderr.write(f"  {family} generation {gid}: {error}")
-        self.stdout.write("; ".join(
-            f"{family} ({embedder_get(family).model_id}): {r['done']} scored, {r['failed']} failed"
-            for family, r in results.items()) + f" [{row.name}]")
+        source = va_source or self._source(row.pk)
+        batch = batch_start(self, dataset=row, stages=[Batch.Stage.SIMILARITY], va_source=source,
+                            embedders=families, options=options)
+        if batch is None or not batch_finished(batch):
+            return
+        batch_errors_write(self, batch, item="generation")
+        parts = []
+        for family in families:
+            chunks = [c for c in batch.chunks.all() if c.key.startswith(f"similarity:family={family}:")]
+            parts.append(f"{family} ({embedder_get(family).model_id}): {sum(c.done for c in chunks)} scored, "
+                         f"{sum(c.failed for c in chunks)} failed")
+        self.stdout.write("; ".join(parts) + f" [{row.name}, batch {batch.pk} {batch.status}]")
+
+    def _source(self, dataset_id: int) -> str:
+        sources = sorted(set(Generation.objects.filter(va_estimate__sample__dataset_id=dataset_id, task="describe")
+                             .values_list("va_estimate__source", flat=True)))
+        if len(sources) > 1:
+            raise CommandError(f"descriptions on this dataset come from VA sources {', '.join(sources)}; "
+                               f"choose one with --va-source")
+        # With no description at all, planning says what is missing.
+        return sources[0] if sources else VAEstimate.Source.EXPRESSION

@@ -2,71 +2,71 @@ from __future__ import annotations
 
 from argparse import ArgumentParser
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
+from django.db.models import Count
 
-from inference.llm import LLMError
-from inference.management.commands.run_batch import prompt_resolve
-from inference.models import Dataset, LLMConfig, PromptTemplate, VAEstimate
-from inference.services.batches import BatchInvalid, batch_queue
-from inference.services.llm import GenerationInvalid, generations_run_dataset, va_estimates_for_generation
+from inference.management.batch_cli import (
+    batch_arguments_add,
+    batch_errors_write,
+    batch_finished,
+    batch_start,
+)
+from inference.models import Batch, Dataset, Generation, PromptTemplate, VAEstimate
+from inference.selectors import (
+    NotFound,
+    dataset_get,
+    llm_configs_get,
+    prompt_get,
+    va_estimates_current,
+    va_estimates_usable,
+)
 
-TASKS = [choice.value for choice in PromptTemplate.Task]
 DEFAULT_PROMPTS = {"categorize": "categorize-basic", "describe": "describe"}
 
 
 class Command(BaseCommand):
-    help = ("Generate LLM answers (categorize or describe) for every usable VA estimate of a dataset. "
-            "Queues a batch on the llm queue, or runs in-process with --sync (or when Celery is eager). "
-            "Safe to re-run: answers are cached by (VA estimate, config, prompt version).")
+    help = ("Generate LLM answers (categorize or describe) for every usable VA estimate of a dataset that has "
+            "none yet (a batch with the generate stage). The 'llm' Celery workers run it, or this process with "
+            "--inline. Safe to re-run: answers are cached by (VA estimate, config, prompt version).")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("dataset", help="Dataset name (see import_dataset).")
         parser.add_argument("--config", required=True, help="LLM config name (see llm_defaults / the admin).")
-        parser.add_argument("--task", required=True, choices=TASKS, help="categorize or describe.")
+        parser.add_argument("--task", required=True, choices=PromptTemplate.Task.values, help="categorize or describe.")
         parser.add_argument("--prompt", default=None,
                             help="Prompt: name, name@version or task/name@version (newest version when omitted). "
                                  "Default: categorize-basic / categorize-emotic by the dataset's label set, "
                                  "or describe.")
-        parser.add_argument("--va-source", default=None, choices=[c.value for c in VAEstimate.Source],
+        parser.add_argument("--va-source", default=None, choices=VAEstimate.Source.values,
                             help="Which VA estimates to use. Default: the only source the dataset has.")
-        parser.add_argument("--sync", action="store_true", help="Run in this process instead of queueing a batch.")
-        parser.add_argument("--concurrency", type=int, default=8,
-                            help="Concurrent model calls (network backends; gguf and lexicon run one at a time).")
-        parser.add_argument("--chunk-size", type=int, default=32, help="VA estimates per chunk / Celery message.")
+        batch_arguments_add(parser, chunk_size=32, unit="VA estimate")
 
     def handle(self, *args, dataset: str, config: str, task: str, prompt: str | None, va_source: str | None,
-               sync: bool, concurrency: int, chunk_size: int, **options) -> None:
-        if chunk_size < 1:
-            raise CommandError("--chunk-size must be at least 1")
-        data = Dataset.objects.filter(name=dataset).first()
-        if data is None:
-            known = ", ".join(Dataset.objects.values_list("name", flat=True)[:20]) or "none"
-            raise CommandError(f"unknown dataset {dataset!r} (known: {known})")
-        llm_config = LLMConfig.objects.filter(name=config).first()
-        if llm_config is None:
-            known = ", ".join(LLMConfig.objects.values_list("name", flat=True)[:20]) or "none; run llm_defaults"
-            raise CommandError(f"unknown LLM config {config!r} (known: {known})")
+               **options) -> None:
+        try:
+            data = dataset_get(key=dataset)
+            [llm_config] = llm_configs_get(names=[config])
+        except NotFound as exc:
+            raise CommandError(str(exc)) from exc
         template = self._prompt(task=task, spec=prompt, dataset=data)
         source = self._source(dataset=data, va_source=va_source)
-        ids, skipped = va_estimates_for_generation(dataset=data, source=source)
-        if not ids:
+        current = va_estimates_current(dataset_id=data.pk, source=source)
+        usable = va_estimates_usable(dataset_id=data.pk, source=source)
+        skipped = current.count() - usable.count()
+        if not usable.exists():
             raise CommandError(f"dataset {data.name!r} has no {source!r} VA estimates with valence/arousal "
                                f"({skipped} without); run extract_va first")
         label = f"{llm_config.name} {template.task}/{template.name}@{template.version}"
-        if sync or settings.CELERY_TASK_ALWAYS_EAGER:
-            self._run_here(data, llm_config, template, source, len(ids), concurrency, chunk_size, label,
-                           quiet=options.get("verbosity", 1) == 0)
+        batch = batch_start(self, dataset=data, stages=[Batch.Stage.GENERATE], va_source=source, configs=[llm_config],
+                            prompts=[template], options=options)
+        if batch is None or not batch_finished(batch):
             return
-        try:
-            batch = batch_queue(dataset=data, stages=["generate"], va_source=source, configs=[llm_config],
-                                prompts=[template], chunk_size=chunk_size)
-        except BatchInvalid as exc:
-            raise CommandError(str(exc)) from exc
-        self.stdout.write(f"queued batch {batch.pk}: {len(ids)} VA estimate(s) of {data.name} × {label} on the llm "
-                          f"queue ({skipped} skipped without VA); follow it on the batch page")
+        batch_errors_write(self, batch, item="VA estimate")
+        statuses = dict(Generation.objects.filter(config=llm_config, prompt=template, va_estimate__in=usable)
+                        .values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none"
+        self.stdout.write(f"{data.name} × {label}: {batch.done} done, {batch.failed} failed, "
+                          f"{skipped} skipped without VA ({summary}) (batch {batch.pk} {batch.status})")
 
     def _prompt(self, *, task: str, spec: str | None, dataset: Dataset) -> PromptTemplate:
         if spec is None:
@@ -74,7 +74,10 @@ class Command(BaseCommand):
             spec = f"{task}/{spec}"
             if not PromptTemplate.objects.filter(task=task, name=spec.split("/")[1]).exists():
                 raise CommandError(f"default prompt {spec} does not exist yet; run `manage.py llm_defaults`")
-        template = prompt_resolve(spec)
+        try:
+            template = prompt_get(spec=spec)
+        except NotFound as exc:
+            raise CommandError(str(exc)) from exc
         if template.task != task:
             raise CommandError(f"prompt {template.name}@{template.version} is a {template.task} prompt, "
                                f"not {task}")
@@ -94,19 +97,3 @@ class Command(BaseCommand):
             raise CommandError(f"dataset {dataset.name!r} has VA estimates from {', '.join(sources)}; "
                                f"choose one with --va-source")
         return sources[0]
-
-    def _run_here(self, dataset: Dataset, config: LLMConfig, prompt: PromptTemplate, source: str, total: int,
-                  concurrency: int, chunk_size: int, label: str, quiet: bool) -> None:
-        bar = tqdm(total=total, desc=f"generate {label}", unit="item", disable=quiet)
-        try:
-            report = generations_run_dataset(dataset=dataset, config=config, prompt=prompt, source=source,
-                                             concurrency=concurrency, chunk_size=chunk_size, progress=bar.update)
-        except (GenerationInvalid, ImproperlyConfigured, LLMError) as exc:
-            raise CommandError(str(exc)) from exc
-        finally:
-            bar.close()
-        for va_id, message in list(report["errors"].items())[:20]:
-            self.stderr.write(f"  VA estimate {va_id}: {message}")
-        statuses = ", ".join(f"{count} {status}" for status, count in sorted(report["statuses"].items())) or "none"
-        self.stdout.write(f"{dataset.name} × {label}: {report['done']} done, {report['failed']} failed, "
-                          f"{report['skipped']} skipped without VA ({statuses})")
