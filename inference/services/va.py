@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from django.conf import settings
 
 from inference.faces import Detection, FaceDetector, face_detector_load
