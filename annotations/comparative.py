@@ -737,3 +737,21 @@ def choice_agreement(
         result.ci_low, result.ci_high, result.resamples = float(low[0]), float(high[0]), resamples
     return result
 
+
+def choice_contributions(choices: Sequence[Choice]) -> tuple[list[Hashable], list[str], list[float]]:
+    """(description, rater, value) rows whose per-description mean is the counting score.
+
+    Each description shown in a choice gets +1 (best / preferred), −1 (worst / other) or 0 (neither, or
+    a tie); their mean over the choices that showed it is %best − %worst. This lets the rating-based
+    meta-evaluation run on comparative data. The rater is (annotator, unit): an annotator meets one
+    description in several units.
+    """
+    units: list[Hashable] = []
+    raters: list[str] = []
+    values: list[float] = []
+    for choice in choices:
+        for item in choice.shown:
+            units.append(item)
+            raters.append(f"{choice.annotator}:{choice.unit}")
+            values.append(1.0 if item == choice.best else -1.0 if item == choice.worst else 0.0)
+    return units, raters, values

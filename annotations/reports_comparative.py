@@ -20,17 +20,6 @@ from annotations.models import Study
 BT_RESAMPLES_MAX = 200  # each resample refits every sample's Bradley–Terry model (choix), ~1-2 ms each
 
 
-def _contributions(choices: list[C.Choice]) -> tuple[list[int], list[str], list[float]]:
-    units, raters, values = [], [], []
-    for choice in choices:
-        for gen in choice.shown:
-            units.append(gen)
-            # One "rater" per (annotator, unit): an annotator meets a description in several units.
-            raters.append(f"{choice.annotator}:{choice.unit}")
-            values.append(1.0 if gen == choice.best else -1.0 if gen == choice.worst else 0.0)
-    return units, raters, values
-
-
 def comparative_analysis(
     *, study: Study, label: str, data: StudyChoices, include_excluded: bool,
     scores: dict[str, dict[int, float]], params: dict[str, Any],
@@ -80,7 +69,7 @@ def comparative_analysis(
         out["headline"] = ("No similarity scores for this study's descriptions; human scores and reliability "
                            "are shown below.")
         return out
-    units, raters, values = _contributions(choices)
+    units, raters, values = C.choice_contributions(choices)
     meta = M.metaeval_compute(
         units=units, raters=raters, values=values, scores=scores, systems=systems, groups=groups,
         labels={key: _embedder_label(key) for key in scores}, resamples=resamples, seed=seed,

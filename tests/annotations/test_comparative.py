@@ -14,6 +14,7 @@ from annotations.comparative import (
     ComparativeInputError,
     bradley_terry_scores,
     choice_agreement,
+    choice_contributions,
     choices_compile,
     counting_scores,
     design_generate,
@@ -313,3 +314,13 @@ def test_it_refuses_a_unit_that_changes_its_descriptions_or_mixes_samples():
                         resamples=0)
     with pytest.raises(ComparativeInputError, match="no choices"):
         counting_scores([], resamples=0)
+
+
+def test_it_turns_choices_into_values_whose_mean_is_the_counting_score():
+    choices = [Choice(unit=1, shown=("a", "b", "c", "d"), best="a", worst="d", annotator="x"),
+               Choice(unit=2, shown=("a", "b"), best="b", worst="a", annotator="x")]
+    units, raters, values = choice_contributions(choices)
+    assert list(zip(units, values, strict=True)) == [("a", 1), ("b", 0), ("c", 0), ("d", -1), ("a", -1), ("b", 1)]
+    assert raters == ["x:1"] * 4 + ["x:2"] * 2
+    means = {u: np.mean([v for w, v in zip(units, values, strict=True) if w == u]) for u in set(units)}
+    assert means == pytest.approx(counting_scores(choices, resamples=0).score_of())

@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import Client
 
 from annotations.exports_choices import CHOICE_COLUMNS, study_choice_rows
 from annotations.models import Rating, Study
 from annotations.reports import study_report_build
 from annotations.services.studies import study_create
+from inference.models import Similarity
 
 from .comparative_data import choices_simulate, make_systems_on_faces, similarities_add
 
@@ -99,3 +103,41 @@ def test_it_exports_a_header_when_nothing_was_chosen_yet(researcher) -> None:
     assert list(csv.reader(io.StringIO(body))) == [CHOICE_COLUMNS]
     report = study_report_build(study=study, user=researcher, resamples=50)
     assert report.results["analyses"]["included"]["headline"] == "No comparative choices yet."
+
+
+def test_it_meta_evaluates_metrics_on_an_exported_choices_file(researcher, tmp_path, capsys) -> None:
+    study = _study(Study.Kind.BWS, researcher, systems=6, k=2, slug="bws-cli")
+    choices_simulate(study, annotators=2)
+    client = Client()
+    client.force_login(researcher)
+    choices = tmp_path / "choices.csv"
+    choices.write_text(client.get(f"/research/studies/{study.slug}/exports/choices.csv").content.decode())
+    scores = tmp_path / "scores.csv"
+    with scores.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["unit", "metric", "score", "group"])
+        for sim in Similarity.objects.all():
+            writer.writerow([sim.generation_id, sim.embedder_family, sim.cosine, sim.generation.va_estimate.sample_id])
+    call_command("meta_eval", "--choices", str(choices), "--scores", str(scores), "--bootstrap", "100", "--json")
+    result = json.loads(capsys.readouterr().out)
+    assert result["items"] == 24 and "grouped" in result
+    assert result["choice_agreement"]["sentence"]["agreement"] > result["choice_agreement"]["word"]["agreement"]
+    assert result["metrics"]["sentence"]["spearman"]["r"] > 0.7
+    call_command("meta_eval", "--choices", str(choices), "--scores", str(scores), "--bootstrap", "50")
+    assert "agreement with the raw choices" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("body,message", [
+    ("choice,description\n1,a\n", "missing column(s) chosen"),
+    ("choice,description,chosen\n1,a,best\n1,b,maybe\n", ":3: chosen 'maybe'"),
+    ("choice,description,chosen\n1,a,best\n1,b,best\n", ":3: choice '1' has two best"),
+    ("choice,description,chosen\n1,a,best\n1,b,\n", "lacks a best/preferred or a worst/other"),
+    ("choice,description,chosen\n", "no choices"),
+])
+def test_it_refuses_a_bad_choices_file_with_file_and_line(tmp_path, body, message) -> None:
+    choices = tmp_path / "c.csv"
+    choices.write_text(body)
+    scores = tmp_path / "s.csv"
+    scores.write_text("unit,metric,score\na,m,1\nb,m,2\n")
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("meta_eval", "--choices", str(choices), "--scores", str(scores))

@@ -11,6 +11,7 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotations import agreement as A
+from annotations import comparative as C
 from annotations import metaeval as M
 from annotations.management.commands.agreement import ratings_csv_read
 
@@ -75,6 +76,68 @@ def scores_csv_read(path: Path, *, rated_units: set[str]) -> tuple[dict[str, dic
     return scores, systems if has_system else None, groups if has_group else None
 
 
+CHOICE_ALIASES = {"choice": ("choice", "rating_id"), "description": ("description", "generation_id"),
+                  "chosen": ("chosen",), "unit": ("unit", "unit_id")}
+CHOSEN = {"best": "best", "preferred": "best", "worst": "worst", "other": "worst", "tie": "tie", "": ""}
+
+
+def choices_csv_read(path: Path) -> list[C.Choice]:
+    """Best–worst / pairwise choices in long format (the study's choices.csv works as is).
+
+    Columns: `choice` (or `rating_id`: one submitted judgment), `description` (or `generation_id`: matches
+    the scores file's `unit`), `chosen` (best/worst, preferred/other, tie, or empty), optional `unit`
+    (or `unit_id`: what was shown together, for the CIs; default: the choice).
+    """
+    if not path.is_file():
+        raise CommandError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    column = {name: next((a for a in aliases if a in header), None) for name, aliases in CHOICE_ALIASES.items()}
+    missing = [name for name in ("choice", "description", "chosen") if column[name] is None]
+    if missing:
+        raise CommandError(f"{path}: missing column(s) {', '.join(missing)} (choice, description, chosen[, unit]); "
+                           f"the header is {reader.fieldnames!r}")
+    reader.fieldnames = header
+    judged: dict[str, dict[str, Any]] = {}
+    for line, row in enumerate(reader, start=2):
+        choice, description = (str(row.get(column[c]) or "").strip() for c in ("choice", "description"))
+        chosen = str(row.get(column["chosen"]) or "").strip().lower()
+        if not choice or not description:
+            raise CommandError(f"{path}:{line}: empty choice or description")
+        if chosen not in CHOSEN:
+            raise CommandError(f"{path}:{line}: chosen {chosen!r} is not one of {', '.join(c for c in CHOSEN if c)} "
+                               "or empty")
+        entry = judged.setdefault(choice, {"shown": [], "best": None, "worst": None, "tie": False, "line": line,
+                                           "unit": str(row.get(column["unit"]) or "").strip() if column["unit"]
+                                           else choice})
+        if description in entry["shown"]:
+            raise CommandError(f"{path}:{line}: choice {choice!r} shows description {description!r} twice")
+        entry["shown"].append(description)
+        role = CHOSEN[chosen]
+        if role in ("best", "worst"):
+            if entry[role] is not None:
+                raise CommandError(f"{path}:{line}: choice {choice!r} has two {role} descriptions")
+            entry[role] = description
+        entry["tie"] = entry["tie"] or role == "tie"
+    if not judged:
+        raise CommandError(f"{path}: no choices (only a header)")
+    out = []
+    for choice, e in judged.items():
+        if not e["tie"] and (e["best"] is None or e["worst"] is None):
+            raise CommandError(f"{path}:{e['line']}: choice {choice!r} lacks a best/preferred or a worst/other row")
+        out.append(C.Choice(unit=e["unit"], shown=tuple(e["shown"]), best=e["best"], worst=e["worst"],
+                            annotator=choice))
+    try:
+        C.choices_compile(out)
+    except C.ComparativeInputError as exc:
+        raise CommandError(f"{path}: {exc}") from None
+    return out
+
+
 def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
@@ -92,8 +155,13 @@ class Command(BaseCommand):
             "ICC), the ceiling sqrt(R), item/system/grouped correlations with CIs, and paired comparisons.")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--ratings", type=Path, required=True,
-                            help="Long-format ratings CSV: unit,rater,value (one row per rating).")
+        human = parser.add_mutually_exclusive_group(required=True)
+        human.add_argument("--ratings", type=Path,
+                           help="Long-format ratings CSV: unit,rater,value (one row per rating).")
+        human.add_argument("--choices", type=Path,
+                           help="Best–worst or pairwise choices instead of ratings: choice,description,chosen[,unit] "
+                                "(a study's choices.csv works as is); the human score of a description is "
+                                "%%best − %%worst, and each metric's agreement with the raw choices is added.")
         parser.add_argument("--scores", type=Path, required=True,
                             help="Metric scores CSV: unit,metric,score with optional system and group columns "
                                  "(a unit is one rated description; group = the sample it describes).")
@@ -109,11 +177,22 @@ class Command(BaseCommand):
             raise CommandError("--bootstrap must be at least 1")
         if not 0 < opts["confidence"] < 1:
             raise CommandError("--confidence must be between 0 and 1")
-        units, raters, values, _ = ratings_csv_read(opts["ratings"], level="interval")
+        choices = choices_csv_read(opts["choices"]) if opts["choices"] else None
+        if choices is not None:
+            units, raters, values = C.choice_contributions(choices)
+        else:
+            units, raters, values, _ = ratings_csv_read(opts["ratings"], level="interval")
         scores, systems, groups = scores_csv_read(opts["scores"], rated_units=set(units))
         result = M.metaeval_compute(units=units, raters=raters, values=values, scores=scores, systems=systems,
                                     groups=groups, resamples=opts["bootstrap"], seed=opts["seed"],
-                                    confidence=opts["confidence"])
+                                    confidence=opts["confidence"], znorm=choices is None)
+        if choices is not None:
+            result["choice_agreement"] = {
+                metric: C.choice_agreement(choices, metric_scores=by_unit, metric=metric, resamples=opts["bootstrap"],
+                                           seed=opts["seed"], confidence=opts["confidence"]).as_dict()
+                for metric, by_unit in scores.items()
+            }
+            result["human_score"] = "counting: %best - %worst (pairwise: %preferred - %not preferred)"
         result = jsonable(result)
         if opts["json"]:
             self.stdout.write(json.dumps(result))
@@ -160,4 +239,11 @@ class Command(BaseCommand):
             lines.append(f"note: {note}")
         lines.append(f"intervals: {r['params']['interval_method']}; {r['params']['resamples']} resamples, "
                      f"seed {r['params']['seed']}")
+        if "choice_agreement" in r:
+            lines += ["", f"human score: {r['human_score']}", "agreement with the raw choices (share of decided pairs "
+                      "the metric orders as the annotator did):"]
+            for name, g in r["choice_agreement"].items():
+                ci = f" [{M._f(g['ci_low'])}, {M._f(g['ci_high'])}]" if g["ci_low"] is not None else ""
+                lines.append(f"  {name}: {M._f(g['agreement'])}{ci} over {g['pairs']} pairs" + (
+                    f" ({g['reason']})" if g["reason"] else ""))
         return "\n".join(lines)
