@@ -33,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from annotations import agreement as A
 from annotations import reliability as REL
+from inference.metrics import holm_adjust  # one Holm rule for the report and the experiment tables
 
 METHODS = ("spearman", "kendall", "pearson")
 SYMBOLS = {"spearman": "ρ", "kendall": "τ", "pearson": "r"}
@@ -45,18 +46,6 @@ class MetaEvalInputError(ValueError):
 
 
 # --- small pure helpers -------------------------------------------------------------------------
-
-def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm (1979) step-down adjusted p-values; None entries are skipped and stay None."""
-    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
-    m = len(present)
-    out: list[float | None] = [None] * len(p_values)
-    running = 0.0
-    for rank, (p, i) in enumerate(sorted(present)):
-        running = max(running, min(1.0, (m - rank) * p))
-        out[i] = running
-    return out
-
 
 def williams_test(*, r12: float, r13: float, r23: float, n: int) -> tuple[float, float]:
     """Williams' t for H0: rho12 = rho13 (variable 1 shared), df = n - 3; two-sided p.

@@ -275,8 +275,9 @@ def experiment_tables_build(*, dataset_id: int, va_source: str, config_ids: list
     truth = {s.pk: t for s in dataset.samples.order_by("pk")
              if (t := T.label_truth(s.labels, space)) is not None}
     expression = _estimates(dataset.pk, VAEstimate.Source.EXPRESSION)
+    answers = _answers(estimates, configs, prompts)
     classification = T.classification_tables(
-        space=space, truth=truth, answers=_answers(estimates, configs, prompts), va_source=va_source,
+        space=space, truth=truth, answers=answers, va_source=va_source,
         expression={sid: str(va.details.get("predicted_label", "")) for sid, va in expression.items()},
         expression_version=va_model_version_current(dataset_id=dataset.pk, source=VAEstimate.Source.EXPRESSION))
     scores = _generation_scores(estimates, configs, prompts)
@@ -308,16 +309,20 @@ def experiment_tables_build(*, dataset_id: int, va_source: str, config_ids: list
         "notes": notes, "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return {"meta": meta, "accuracy": classification["accuracy"], "per_emotion": classification["per_emotion"],
-            "confusion": classification["confusion"], "similarity": similarity,
+            "confusion": classification["confusion"], "paired_systems": classification["paired_systems"],
+            "similarity": similarity,
+            "similarity_paired": T.similarity_paired_table(scores=scores, configs=config_infos, prompts=prompt_infos),
             "prompt_ablation": T.ablation_table(accuracy_rows=classification["accuracy"], scores=scores,
                                                 configs=config_infos, prompts=prompt_infos,
-                                                multilabel=dataset.multilabel),
+                                                multilabel=dataset.multilabel, truth=truth, answers=answers,
+                                                space=space),
             "va_sources": va_rows, "va_points": {k: {str(s): list(v) for s, v in p.items()} for k, p in va_points.items()}}
 
 
 # --- writing ---------------------------------------------------------------------------------------
 
-CSV_TABLES = ("accuracy", "per_emotion", "similarity", "prompt_ablation", "va_sources")
+CSV_TABLES = ("accuracy", "paired_systems", "per_emotion", "similarity", "similarity_paired", "prompt_ablation",
+              "va_sources")
 
 
 def _confusion_rows(confusions: list[dict]) -> list[dict]:
@@ -397,11 +402,21 @@ def _summary_markdown(tables: dict[str, Any], plots: list[Path], out_dir: Path) 
     for e in meta["embedders"]:
         lines.append(f"- embedder `{e['family']}`: checkpoint `{e['model']}`" + (f" — {e['note']}" if e["note"] else ""))
     lines += [f"- note: {n}" for n in meta["notes"]] + [""]
-    metric_cols = (["exact_match", "jaccard", "micro_f1", "macro_f1"] if meta["multilabel"]
-                   else ["accuracy", "macro_f1", "chance", "majority_accuracy"])
+    metric_cols = (["exact_match", "exact_match_ci_low", "exact_match_ci_high", "jaccard", "micro_f1", "macro_f1"]
+                   if meta["multilabel"]
+                   else ["accuracy", "accuracy_ci_low", "accuracy_ci_high", "macro_f1", "chance", "majority_accuracy"])
     lines += ["## Classification per system", "",
-              "No answer (no face, unparseable) counts as wrong; every system is scored on the same samples.", "",
+              "No answer (no face, unparseable) counts as wrong; every system is scored on the same samples. "
+              "Intervals: Wilson 95 %. Macro-F1 averages the prompt's full label set (a class never seen "
+              "scores 0, as scikit-learn). Baselines: " + ("majority label set, most frequent label, and chance "
+              "at each label's prevalence." if meta["multilabel"] else "majority class and uniform chance."), "",
               markdown_table(tables["accuracy"], ["system", "prompt", "va_source", "n", "n_answered", *metric_cols])]
+    if tables["paired_systems"]:
+        lines += ["## Systems compared on the same samples", "",
+                  "Difference with the Bonett-Price paired 95 % interval; McNemar's exact test, Holm-corrected.", "",
+                  markdown_table(tables["paired_systems"], ["system_a", "system_b", "metric", "n", "a_only_right",
+                                                            "b_only_right", "delta_a_minus_b", "delta_ci_low",
+                                                            "delta_ci_high", "p_mcnemar", "p_holm"])]
     if tables["per_emotion"]:
         lines += ["## Per emotion", "",
                   markdown_table(tables["per_emotion"], ["system", "prompt", "label", "precision", "recall", "f1",
@@ -409,12 +424,23 @@ def _summary_markdown(tables: dict[str, Any], plots: list[Path], out_dir: Path) 
     lines += ["## Similarity to reference descriptions (per generation: mean cosine over references)", "",
               markdown_table(tables["similarity"], ["system", "prompt", "embedder", "embedder_model", "n_scored", "mean",
                                                "sd", "ci_low", "ci_high", "mean_of_max", "undefined_pairs"])]
+    if tables["similarity_paired"]:
+        lines += ["## Similarity: systems compared on their common samples", "",
+                  "Paired difference of per-sample mean cosine, t interval; Holm over all rows.", "",
+                  markdown_table(tables["similarity_paired"], ["embedder", "system_a", "system_b", "n_common",
+                                                               "mean_a", "mean_b", "delta_a_minus_b", "delta_ci_low",
+                                                               "delta_ci_high", "p", "p_holm"])]
     lines += ["## Prompt ablation: VA as numbers vs words", "",
+              "Both means and the difference on the same paired samples.", "",
               markdown_table(tables["prompt_ablation"], ["config", "task", "metric", "n", "numbers", "words",
-                                                    "delta_words_minus_numbers", "delta_ci_low", "delta_ci_high"])]
+                                                    "delta_words_minus_numbers", "delta_ci_low", "delta_ci_high",
+                                                    "p", "test"])]
     lines += ["## VA sources compared", "",
+              "CCC: Lin's concordance correlation with a percentile bootstrap 95 % interval over samples.", "",
               markdown_table(tables["va_sources"], ["source", "source_version", "reference", "n", "mae_valence",
-                                               "mae_arousal", "pearson_valence", "pearson_arousal"])]
+                                               "mae_arousal", "pearson_valence", "pearson_arousal", "ccc_valence",
+                                               "ccc_valence_ci_low", "ccc_valence_ci_high", "ccc_arousal",
+                                               "ccc_arousal_ci_low", "ccc_arousal_ci_high"])]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir)})" for p in plots] + [""]
     return "\n".join(lines)
 

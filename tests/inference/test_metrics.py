@@ -3,26 +3,33 @@ dependency of the stack; the cross-check is skipped where it is not)."""
 from __future__ import annotations
 
 import pytest
+from scipy import stats
 
 from inference.metrics import (
     accuracy,
+    ccc,
+    ccc_bootstrap,
     chance_accuracy,
     confusion_matrix,
     exact_match,
     jaccard_mean,
     majority_baseline,
+    mcnemar_test,
+    multilabel_baselines,
     multilabel_f1,
     multilabel_per_label,
     multilabel_report,
+    paired_mean_difference,
     per_class_scores,
     single_label_report,
+    wilson_interval,
 )
 
 # Six items, one unanswered (None). Worked by hand:
 #   a: TP 1, predicted 2, support 2 -> P .5, R .5, F1 2/(2+1+1) = .5
 #   b: TP 2, predicted 3, support 2 -> P 2/3, R 1, F1 4/(4+1+0) = .8
 #   c: TP 0, predicted 0, support 2 -> P undefined, R 0, F1 0/(0+0+2) = 0
-#   d: never seen -> all undefined, left out of the macro mean (.5 + .8 + 0) / 3
+#   d: never seen -> all undefined; macro-F1 runs over the full label set, d counting 0: (.5 + .8 + 0 + 0) / 4
 Y_TRUE = ["a", "a", "b", "b", "c", "c"]
 Y_PRED = ["a", "b", "b", "b", None, "a"]
 LABELS = ["a", "b", "c", "d"]
@@ -74,7 +81,7 @@ def test_it_gives_chance_and_majority_baselines() -> None:
 def test_it_reports_single_label_results_together() -> None:
     report = single_label_report(Y_TRUE, Y_PRED, LABELS)
     assert (report.n, report.n_answered, report.accuracy) == (6, 5, 0.5)
-    assert report.macro_f1 == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert report.macro_f1 == pytest.approx((0.5 + 0.8 + 0.0 + 0.0) / 4)
     assert report.chance == 0.25 and report.majority_accuracy == pytest.approx(1 / 3)
 
 
@@ -89,7 +96,7 @@ def test_it_scores_multilabel_sets_by_hand() -> None:
     assert per_label["D"].f1 is None
     assert jaccard_mean([set()], [set()]) == 1.0
     report = multilabel_report(SETS_TRUE, SETS_PRED, ["A", "B", "C", "D"])
-    assert report["n_answered"] == 3 and report["macro_f1"] == pytest.approx(2 / 3)  # D: undefined, left out
+    assert report["n_answered"] == 3 and report["macro_f1"] == pytest.approx(2 / 4)  # D never seen: counts 0
 
 
 def test_it_agrees_with_scikit_learn() -> None:
@@ -105,6 +112,9 @@ def test_it_agrees_with_scikit_learn() -> None:
     assert [s.f1 for s in ours] == pytest.approx(list(f1))
     assert single_label_report(Y_TRUE, Y_PRED, ["a", "b", "c"]).macro_f1 == pytest.approx(
         sklearn_metrics.f1_score(Y_TRUE, pred, labels=["a", "b", "c"], average="macro", zero_division=0))
+    # The full label set, with a class nobody predicted or had: still scikit-learn's value.
+    assert single_label_report(Y_TRUE, Y_PRED, LABELS).macro_f1 == pytest.approx(
+        sklearn_metrics.f1_score(Y_TRUE, pred, labels=LABELS, average="macro", zero_division=0))
     assert confusion_matrix(Y_TRUE, Y_PRED, ["a", "b", "c"]).matrix == [
         row[:3] + [row[3]] for row in sklearn_metrics.confusion_matrix(
             Y_TRUE, pred, labels=["a", "b", "c", "(none)"])[:3].tolist()]
@@ -116,3 +126,58 @@ def test_it_agrees_with_scikit_learn() -> None:
     assert f1_ours["macro"] == pytest.approx(sklearn_metrics.f1_score(t, p, average="macro", zero_division=0))
     assert jaccard_mean(SETS_TRUE, SETS_PRED) == pytest.approx(sklearn_metrics.jaccard_score(t, p, average="samples"))
     assert exact_match(SETS_TRUE, SETS_PRED) == pytest.approx(sklearn_metrics.accuracy_score(t, p))
+
+
+def test_it_matches_newcombes_wilson_intervals() -> None:
+    # Newcombe (1998), Stat Med 17:857, Table I, method 3 (score): 81/263 -> 0.2553-0.3662; 15/148 -> 0.0624-0.1605.
+    assert wilson_interval(81, 263) == pytest.approx((0.2553, 0.3662), abs=1e-4)
+    assert wilson_interval(15, 148) == pytest.approx((0.0624, 0.1605), abs=1e-4)
+    # Independent check of the definition: at each bound |p_hat - p| = z sqrt(p (1 - p) / n).
+    low, high = wilson_interval(7, 20)
+    z = stats.norm.ppf(0.975)
+    for p in (low, high):
+        assert abs(0.35 - p) == pytest.approx(z * (p * (1 - p) / 20) ** 0.5)
+    assert wilson_interval(0, 0) == (None, None)
+
+
+def test_it_runs_mcnemars_exact_test_with_a_paired_interval() -> None:
+    a = [True, True, True, True, False, False, True, False, True, True]
+    b = [False, False, False, True, True, False, True, False, True, False]
+    test = mcnemar_test(a, b)
+    assert (test["n"], test["a_only"], test["b_only"]) == (10, 4, 1)
+    assert test["delta"] == pytest.approx(0.3)
+    assert test["p"] == pytest.approx(stats.binomtest(4, 5, 0.5).pvalue)  # 0.375
+    p12, p21 = 4.5 / 12, 1.5 / 12
+    half = stats.norm.ppf(0.975) * ((p12 + p21 - (p12 - p21) ** 2) / 12) ** 0.5
+    assert (test["ci_low"], test["ci_high"]) == pytest.approx((p12 - p21 - half, p12 - p21 + half))
+    assert mcnemar_test([True], [True])["p"] == 1.0
+
+
+def test_it_gives_a_paired_t_interval_like_scipy() -> None:
+    diffs = [0.1, 0.3, -0.05, 0.2, 0.15]
+    out = paired_mean_difference(diffs)
+    assert out["p"] == pytest.approx(stats.ttest_1samp(diffs, 0).pvalue)
+    assert out["ci_low"] < out["delta"] < out["ci_high"]
+
+
+def test_it_computes_lins_ccc_and_drops_it_for_a_shift_that_pearson_ignores() -> None:
+    x = [0.1, -0.4, 0.5, 0.2, -0.1, 0.7]
+    y = [0.2, -0.3, 0.4, 0.1, 0.0, 0.6]
+    mx, my = sum(x) / 6, sum(y) / 6
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / 6
+    sx2, sy2 = sum((a - mx) ** 2 for a in x) / 6, sum((b - my) ** 2 for b in y) / 6
+    assert ccc(x, y) == pytest.approx(2 * sxy / (sx2 + sy2 + (mx - my) ** 2))
+    shifted = [v + 0.5 for v in x]
+    assert stats.pearsonr(x, shifted).statistic == pytest.approx(1.0) and ccc(x, shifted) < 0.6
+    out = ccc_bootstrap(x, y, resamples=500)
+    assert out["ci_low"] <= out["ccc"] <= out["ci_high"] and out["n"] == 6
+
+
+def test_it_gives_multilabel_majority_and_chance_baselines() -> None:
+    truth = [{"A", "B"}, {"A"}, {"C"}, {"A"}]
+    rows = {r["system"].split(" (")[0]: r for r in multilabel_baselines(truth, ["A", "B", "C", "D"])}
+    majority = rows["baseline: majority label set"]
+    assert majority["exact_match"] == 0.5 and majority["jaccard"] == pytest.approx((0.5 + 1 + 0 + 1) / 4)
+    assert rows["baseline: most frequent label"]["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 2))
+    chance = rows["baseline: chance"]
+    assert 0 < chance["exact_match"] < majority["exact_match"]

@@ -107,8 +107,28 @@ def test_it_writes_the_study_tables(study, tmp_path) -> None:
     assert similarity["describe v1"]["embedder_model"].startswith("tiny.w2v.txt@")
     assert similarity["describe v1"]["n_scored"] == "4"
 
+    assert float(accuracy[("tiny-llm (lexicon)", "categorize-basic v1")]["accuracy_ci_low"]) == pytest.approx(
+        0.150, abs=1e-3)  # Wilson 2/4: 0.150-0.850
+
+    paired = {(r["system_a"], r["system_b"]): r for r in read_csv(out / "paired_systems.csv")}
+    words_vs_numbers = paired[("tiny-llm (lexicon) categorize-basic v1", "tiny-llm (lexicon) categorize-basic-words v1")]
+    assert (words_vs_numbers["a_only_right"], words_vs_numbers["b_only_right"]) == ("1", "2")
+    assert float(words_vs_numbers["p_mcnemar"]) == 1.0 and float(words_vs_numbers["p_holm"]) == 1.0
+
+    [pair] = read_csv(out / "similarity_paired.csv")  # describe vs describe-words on their 4 common samples
+    assert (pair["system_a"], pair["system_b"], pair["n_common"]) == (
+        "tiny-llm (lexicon) describe v1", "tiny-llm (lexicon) describe-words v1", "4")
+    assert float(pair["delta_a_minus_b"]) == pytest.approx(float(pair["mean_a"]) - float(pair["mean_b"]))
+    assert float(pair["delta_a_minus_b"]) == pytest.approx(
+        float(similarity["describe v1"]["mean"]) - float(similarity["describe-words v1"]["mean"]))
+
     ablation = {r["metric"]: r for r in read_csv(out / "prompt_ablation.csv")}
     assert float(ablation["accuracy"]["delta_words_minus_numbers"]) == pytest.approx(0.25)
+    # numbers right on s0, s1; words on s0, s2, s3: McNemar on 2 vs 1 discordant samples (p = 1),
+    # Bonett-Price interval (2.5/6 - 1.5/6) +- 1.96 sqrt((4/6 - (1/6)^2) / 6)
+    assert float(ablation["accuracy"]["p"]) == 1.0 and ablation["accuracy"]["test"].startswith("McNemar")
+    assert float(ablation["accuracy"]["delta_ci_low"]) == pytest.approx(1 / 6 - 1.959964 * (
+        (4 / 6 - 1 / 36) / 6) ** 0.5, abs=1e-5)
     word_metric = next(k for k in ablation if k.startswith("similarity:word:"))
     assert float(ablation[word_metric]["delta_words_minus_numbers"]) == pytest.approx(-(0.5 + 0.5 / 0.625 ** 0.5) / 2)
 
@@ -116,10 +136,18 @@ def test_it_writes_the_study_tables(study, tmp_path) -> None:
     assert (va_row["source"], va_row["reference"], va_row["n"]) == ("expression", "dataset", "4")
     assert float(va_row["mae_valence"]) == pytest.approx(0.15) and float(va_row["mae_arousal"]) == pytest.approx(0.2)
     assert -1 <= float(va_row["pearson_valence"]) <= 1
+    # CCC of valence from the fixture's values, by Lin's formula.
+    gt_v, ex_v = [g[0] for g in GT], [e[0] for e in EXPRESSION_VA]
+    mg, me = sum(gt_v) / 4, sum(ex_v) / 4
+    cov = sum((a - mg) * (b - me) for a, b in zip(gt_v, ex_v, strict=True)) / 4
+    var_g, var_e = sum((a - mg) ** 2 for a in gt_v) / 4, sum((b - me) ** 2 for b in ex_v) / 4
+    assert float(va_row["ccc_valence"]) == pytest.approx(2 * cov / (var_g + var_e + (mg - me) ** 2))
+    assert float(va_row["ccc_valence_ci_low"]) <= float(va_row["ccc_valence"]) <= float(va_row["ccc_valence_ci_high"])
 
     summary = (out / "summary.md").read_text()
     assert "## Classification per system" in summary and "tiny.w2v.txt@" in summary
     assert "## Prompt ablation: VA as numbers vs words" in summary
+    assert "## Systems compared on the same samples" in summary and "Wilson" in summary
     plots = sorted(p.name for p in (out / "plots").iterdir())
     assert {"accuracy.svg", "similarity.svg", "va_expression_vs_dataset.svg"} <= set(plots)
     assert sum(name.startswith("confusion_") for name in plots) == 3
@@ -179,7 +207,7 @@ def test_it_scores_multilabel_answers_for_emotic(tmp_path) -> None:
     config = LLMConfig.objects.create(name="tiny-llm", backend="lexicon")
     prompt = PromptTemplate.objects.create(task="categorize", name="categorize-emotic", text="{labels}",
                                            multilabel=True)
-    # exact 1/2; Jaccard (1 + 1/3) / 2; Happiness F1 1, Peace 0 (missed), Pleasure 0 (wrong) -> macro 1/3
+    # exact 1/2; Jaccard (1 + 1/3) / 2; Happiness F1 1, every other label 0 -> macro 1/26
     truth = [["Happiness"], ["Happiness", "Peace"]]
     answers = [["Happiness"], ["Happiness", "Pleasure"]]
     for i, (labels, answer) in enumerate(zip(truth, answers, strict=True)):
@@ -188,9 +216,14 @@ def test_it_scores_multilabel_answers_for_emotic(tmp_path) -> None:
     call_command("run_experiment", "--dataset", "emotic", "--va-source", "dataset", "--configs", "tiny-llm",
                  "--prompts", "categorize-emotic", "--embedders", "", "--out", str(tmp_path / "e"),
                  stdout=StringIO(), stderr=StringIO())
-    [row] = read_csv(tmp_path / "e" / "accuracy.csv")
+    rows = {r["system"]: r for r in read_csv(tmp_path / "e" / "accuracy.csv")}
+    row = rows["tiny-llm (lexicon)"]
     assert float(row["exact_match"]) == 0.5 and float(row["jaccard"]) == pytest.approx(2 / 3)
-    assert float(row["macro_f1"]) == pytest.approx(1 / 3)
+    assert float(row["macro_f1"]) == pytest.approx(1 / len(EMOTIC_LABELS))  # over the full label set
+    assert float(row["exact_match_ci_low"]) < 0.5 < float(row["exact_match_ci_high"])
+    # Multi-label baselines: the majority label set {Happiness} is right once; chance at label prevalence.
+    assert float(rows["baseline: majority label set (Happiness)"]["exact_match"]) == 0.5
+    assert "baseline: chance (each label at its prevalence)" in rows
     assert float(row["micro_f1"]) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
     per_label = {r["label"]: r for r in read_csv(tmp_path / "e" / "per_emotion.csv")}
     assert float(per_label["Happiness"]["f1"]) == 1.0 and per_label["Peace"]["recall"] == "0.0"
