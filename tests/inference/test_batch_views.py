@@ -34,7 +34,7 @@ def test_it_shows_progress_counters_stages_and_errors_to_staff(client, researche
     assert 'data-stage="va"' in page and "not planned yet" in page  # generate comes after va
     assert "1 / 0 / 0 / 1 / 0" in page  # va chunks: queued / running / done / failed / cancelled
     assert "&lt;script&gt;alert(1)&lt;/script&gt; no face" in page and "<script>alert(1)" not in page
-    assert _url("batch_status", batch) in page and "setTimeout(poll, 2000)" in page
+    assert _url("batch_status", batch) in page and '<script src="/static/inference/batch_detail.js"' in page
     assert "Cancel batch" in page
     assert "Retry failed items" not in page  # only once the batch has finished as failed
 
