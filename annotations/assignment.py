@@ -25,7 +25,11 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from .models import Annotator, Assignment, Item, Study
-from .selectors import live_assignments_q
+from .selectors import annotator_budget_left, live_assignments_q
+
+# Participants already in keep claiming while a study is paused (it only stops newcomers); closing stops
+# new claims for everyone, but the item in hand can still be finished.
+CLAIMING_STATUSES = (Study.Status.OPEN, Study.Status.PAUSED)
 
 WINDOW = 16  # item rows locked per probe: enough to get past a few in-flight claims, small to lock
 ATTEMPTS = 4  # passes when every free candidate was locked by a concurrent claim (they commit in ms)
@@ -63,19 +67,23 @@ def assignment_current(*, annotator: Annotator, now: datetime | None = None) -> 
     )
 
 
-def _candidates(*, annotator: Annotator, study: Study) -> QuerySet[Item]:
+def _candidates(*, annotator: Annotator, study: Study, checks_only: bool = False) -> QuerySet[Item]:
     mine = Assignment.objects.filter(annotator=annotator).exclude(status=Assignment.Status.EXPIRED)
+    items = Item.objects.filter(study=study)
+    if checks_only:
+        # The budget is spent: what remains are the checks every participant gets.
+        items = items.exclude(kind=Item.Kind.NORMAL)
     return (
-        Item.objects.filter(study=study)
+        items
         .exclude(id__in=mine.values("item_id"))
         .annotate(live=Count("assignments", filter=live_assignments_q("assignments__")))
         .filter(~Q(kind=Item.Kind.NORMAL) | Q(live__lt=study.raters_per_item))
     )
 
 
-def candidate_item_ids(*, annotator: Annotator, study: Study) -> list[int]:
+def candidate_item_ids(*, annotator: Annotator, study: Study, checks_only: bool = False) -> list[int]:
     """Items this annotator could be given now, in their seeded order."""
-    rows = _candidates(annotator=annotator, study=study).values_list("id", flat=True)
+    rows = _candidates(annotator=annotator, study=study, checks_only=checks_only).values_list("id", flat=True)
     return sorted(rows, key=lambda item_id: item_order_key(seed=annotator.order_seed, item_id=item_id))
 
 
@@ -139,13 +147,17 @@ def assignment_next(*, annotator: Annotator) -> Assignment | None:
             # study would queue behind one lock.
             me = Annotator.objects.select_for_update(of=("self",)).select_related("study").get(pk=annotator.pk)
             study = me.study
-            if study.status != Study.Status.OPEN or me.completed_at is not None:
+            if me.completed_at is not None or me.identity_erased_at is not None:
                 return None
+            # The item in hand stays theirs whatever happened to the study since (closed, paused, full).
             current = assignment_current(annotator=me)
             if current is not None:
                 return current
+            if study.status not in CLAIMING_STATUSES:
+                return None
             expires_at = timezone.now() + timedelta(minutes=study.assignment_timeout_minutes)
-            ordered = candidate_item_ids(annotator=me, study=study)
+            budget_left = annotator_budget_left(annotator=me)
+            ordered = candidate_item_ids(annotator=me, study=study, checks_only=budget_left == 0)
             for start in range(0, len(ordered), WINDOW):
                 assignment, skipped = _claim_in_window(
                     annotator=me, study=study, window=ordered[start : start + WINDOW], expires_at=expires_at
@@ -163,4 +175,10 @@ def assignment_next(*, annotator: Annotator) -> Assignment | None:
 def annotator_remaining_count(*, annotator: Annotator) -> int:
     """Items still open to this annotator besides the ones they hold (for the progress bar)."""
     # Counted in SQL: the progress bar needs how many, not the seeded order.
-    return _candidates(annotator=annotator, study=annotator.study).count()
+    study = annotator.study
+    checks = _candidates(annotator=annotator, study=study, checks_only=True).count()
+    budget_left = annotator_budget_left(annotator=annotator)
+    normal = _candidates(annotator=annotator, study=study).filter(kind=Item.Kind.NORMAL).count()
+    if budget_left is not None:
+        normal = min(normal, max(0, budget_left - 1))  # minus the one in hand
+    return checks + normal

@@ -1,4 +1,5 @@
-"""Researcher exports: ratings (long format, with annotator ids), per-item aggregates, report tables.
+"""Researcher exports: ratings (long format, pseudonymised annotators), per-item aggregates, the payment
+list (the only one with raw platform ids), report tables.
 
 Rows are plain dicts so the same data serve CSV downloads, the token JSON API and the report.
 
@@ -11,40 +12,110 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from django.db.models import Count
+
 from annotations.agreement import item_aggregates
 from annotations.exports_choices import comparative_table_rows
-from annotations.models import Item, Rating, Study, UnitOption
+from annotations.models import Annotator, Item, Rating, Study, UnitOption
 from inference.models import Similarity
 from inference.output import csv_cell as csv_cell  # re-exported for existing callers
 from inference.output import csv_render
 
+# Every rating joins back to its sample, image, VA point, model and prompt without another table.
+# `annotator` is a pseudonym (annotations/participants.py); raw platform ids only in PAYMENT_COLUMNS.
+JOIN_COLUMNS = [
+    "study", "item_id", "item_kind", "generation_id", "sample_id", "sample_external_id", "image_name",
+    "image_sha256", "dataset", "dataset_labels", "va_source", "valence", "arousal", "llm_config", "llm_backend",
+    "llm_model", "prompt_name", "prompt_version", "task", "text",
+]
 RATING_COLUMNS = [
-    "rating_id", "item_id", "item_kind", "generation_id", "annotator_id", "annotator_platform",
-    "annotator_external_id", "annotator_excluded", "exclusion_reason", "value", "seconds_on_item",
-    "passed_check", "comment", "created_at",
+    "rating_id", *JOIN_COLUMNS, "annotator", "annotator_id", "annotator_platform", "annotator_excluded",
+    "exclusion_reason", "value", "seconds_on_item", "passed_check", "comment", "shown_at", "created_at",
+]
+PAYMENT_COLUMNS = [
+    "platform", "platform_id", "platform_session", "annotator", "outcome", "code", "n_ratings", "joined_at",
+    "completed_at", "reward", "currency",
 ]
 
 
-def embedder_key(family: str, model: str) -> str:
-    return f"{family}/{model}"
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def item_join_fields(*, item: Item, study: Study) -> dict[str, Any]:
+    """The columns that tie an item to the data it was made from (empty for check items)."""
+    gen = item.generation
+    va = gen.va_estimate if gen is not None else None
+    sample = va.sample if va is not None else None
+    return {
+        "study": study.slug, "item_id": item.pk, "item_kind": item.kind, "generation_id": item.generation_id,
+        "sample_id": sample.pk if sample else None, "sample_external_id": sample.external_id if sample else "",
+        "image_name": sample.image.name if sample else "", "image_sha256": sample.image_sha256 if sample else "",
+        "dataset": sample.dataset.name if sample else "",
+        "dataset_labels": "|".join(str(label) for label in sample.labels) if sample and sample.labels else "",
+        "va_source": va.source if va else "", "valence": va.valence if va else None,
+        "arousal": va.arousal if va else None, "llm_config": gen.config.name if gen else "",
+        "llm_backend": gen.config.backend if gen else "", "llm_model": gen.config.model if gen else "",
+        "prompt_name": gen.prompt.name if gen else "", "prompt_version": gen.prompt.version if gen else None,
+        "task": gen.task if gen else "", "text": item.text,
+    }
+
+
+ITEM_RELATED = ("generation__config", "generation__prompt", "generation__va_estimate__sample__dataset")
 
 
 def study_ratings_rows(*, study: Study, include_checks: bool = True) -> list[dict[str, Any]]:
     """Every rating of the study in long format; gold/attention items included unless told not to."""
-    qs = Rating.objects.filter(item__study=study).select_related("item", "annotator").order_by("id")
+    from annotations.participants import annotator_pseudonym
+
+    qs = (
+        Rating.objects.filter(item__study=study)
+        .select_related("annotator", "assignment", *(f"item__{path}" for path in ITEM_RELATED))
+        .order_by("id")
+    )
     if not include_checks:
         qs = qs.filter(item__kind=Item.Kind.NORMAL)
-    return [
-        {
-            "rating_id": r.pk, "item_id": r.item_id, "item_kind": r.item.kind,
-            "generation_id": r.item.generation_id, "annotator_id": r.annotator_id,
-            "annotator_platform": r.annotator.platform, "annotator_external_id": r.annotator.external_id,
-            "annotator_excluded": r.annotator.excluded, "exclusion_reason": r.annotator.exclusion_reason,
-            "value": r.value, "seconds_on_item": r.seconds_on_item, "passed_check": r.passed_check,
-            "comment": r.comment, "created_at": r.created_at.isoformat(),
-        }
-        for r in qs
-    ]
+    joins: dict[int, dict[str, Any]] = {}
+    rows = []
+    for r in qs:
+        if r.item_id not in joins:
+            joins[r.item_id] = item_join_fields(item=r.item, study=study)
+        rows.append({
+            "rating_id": r.pk, **joins[r.item_id],
+            "annotator": annotator_pseudonym(annotator=r.annotator, study=study), "annotator_id": r.annotator_id,
+            "annotator_platform": r.annotator.platform, "annotator_excluded": r.annotator.excluded,
+            "exclusion_reason": r.annotator.exclusion_reason, "value": r.value,
+            "seconds_on_item": r.seconds_on_item, "passed_check": r.passed_check, "comment": r.comment,
+            "shown_at": _iso(r.assignment.shown_at), "created_at": _iso(r.created_at),
+        })
+    return rows
+
+
+def study_payment_rows(*, study: Study) -> list[dict[str, Any]]:
+    """The one export with raw platform ids: who to pay, with which code. Erased participants are left out."""
+    from annotations.participants import annotator_pseudonym
+    from annotations.selectors import annotator_completion, study_reward
+
+    reward = study_reward(study=study)
+    annotators = (
+        Annotator.objects.filter(study=study, identity_erased_at__isnull=True)
+        .annotate(n_ratings=Count("ratings")).select_related("study").order_by("id")
+    )
+    rows = []
+    for a in annotators:
+        code = annotator_completion(annotator=a).code if a.completed_at else None
+        rows.append({
+            "platform": a.platform, "platform_id": a.external_id, "platform_session": a.external_session,
+            "annotator": annotator_pseudonym(annotator=a, study=study), "outcome": a.outcome, "code": code,
+            "n_ratings": a.n_ratings, "joined_at": _iso(a.created_at), "completed_at": _iso(a.completed_at),
+            "reward": float(reward) if reward is not None and code == study.completion_code else None,
+            "currency": study.pay_currency,
+        })
+    return rows
+
+
+def embedder_key(family: str, model: str) -> str:
+    return f"{family}/{model}"
 
 
 def study_similarity_scores(*, study: Study) -> dict[str, dict[int, float]]:
@@ -68,9 +139,7 @@ def study_similarity_scores(*, study: Study) -> dict[str, dict[int, float]]:
 def study_item_rows(*, study: Study) -> tuple[list[dict[str, Any]], list[str]]:
     """Per-item aggregates (all annotators and without excluded ones) plus the model that wrote the
     item and each embedder's score; returns the rows and the column names."""
-    items = list(
-        Item.objects.filter(study=study).select_related("generation__config", "generation__prompt").order_by("id")
-    )
+    items = list(Item.objects.filter(study=study).select_related(*ITEM_RELATED).order_by("id"))
     ratings = list(Rating.objects.filter(item__study=study).values_list("item_id", "value", "annotator__excluded"))
     scores = study_similarity_scores(study=study)
     embedders = sorted(scores)
@@ -80,10 +149,9 @@ def study_item_rows(*, study: Study) -> tuple[list[dict[str, Any]], list[str]]:
     for item in items:
         gen = item.generation
         row: dict[str, Any] = {
-            "item_id": item.pk, "kind": item.kind, "generation_id": item.generation_id,
+            **item_join_fields(item=item, study=study), "kind": item.kind,
             "model": gen.config.name if gen else "", "backend": gen.config.backend if gen else "",
             "prompt": f"{gen.prompt.name} v{gen.prompt.version}" if gen else "",
-            "text": item.text,
         }
         for suffix, table in (("all", stats_all), ("included", stats_in)):
             count, mean, median = table.get(item.pk, (0, None, None))
@@ -91,7 +159,7 @@ def study_item_rows(*, study: Study) -> tuple[list[dict[str, Any]], list[str]]:
         for key in embedders:
             row[f"sim:{key}"] = scores[key].get(item.generation_id) if gen else None
         rows.append(row)
-    columns = ["item_id", "kind", "generation_id", "model", "backend", "prompt", "text",
+    columns = [*JOIN_COLUMNS, "kind", "model", "backend", "prompt",
                "n_all", "mean_all", "median_all", "n_included", "mean_included", "median_included",
                *[f"sim:{key}" for key in embedders]]
     return rows, columns

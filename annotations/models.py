@@ -207,6 +207,8 @@ class Annotator(models.Model):
     # MTurk's turkSubmitTo (checked against MTurk's hosts): where the external-submit form posts.
     submit_to = models.CharField(max_length=200, blank=True)
     identity_erased_at = models.DateTimeField(null=True, blank=True)
+    # Kept when the identity is erased, so exports made before and after the erasure still agree.
+    pseudonym = models.CharField(max_length=40, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

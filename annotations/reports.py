@@ -24,6 +24,7 @@ from annotations import metaeval as M
 from annotations.exports import study_ratings_rows, study_similarity_scores
 from annotations.exports_choices import study_choices
 from annotations.models import Annotator, Item, Report, Study
+from annotations.participants import annotator_pseudonym
 from annotations.reports_comparative import COMPARATIVE_NOTES, comparative_analysis
 from inference.embeddings import embedder_note
 from inference.models import Generation, PromptTemplate
@@ -164,7 +165,9 @@ def _annotator_summary(study: Study) -> dict[str, Any]:
         "completed": sum(1 for a in annotators if a.completed_at),
         "excluded": sum(1 for a in annotators if a.excluded),
         "failed_checks": sum(a.failed_checks for a in annotators),
-        "exclusions": [{"annotator_id": a.pk, "platform": a.platform, "reason": a.exclusion_reason or "(no reason)",
+        # Pseudonyms, never platform ids: a report is shared more widely than the payment list.
+        "exclusions": [{"annotator_id": a.pk, "annotator": annotator_pseudonym(annotator=a, study=study),
+                        "platform": a.platform, "reason": a.exclusion_reason or "(no reason)",
                         "failed_checks": a.failed_checks} for a in annotators if a.excluded],
         "rules": {"max_failed_checks": study.max_failed_checks, "min_median_seconds": study.min_median_seconds},
     }

@@ -20,22 +20,32 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from .access import study_required
+from .access import study_required, study_visible
 from .assignment import annotator_remaining_count, assignment_next
-from .forms import ChoiceForm, ConsentForm, RatingForm, StudyStatusForm
-from .models import Annotator, Assignment, Study
+from .forms import ChoiceForm, ConsentForm, RatingForm, StudyForm, StudyStatusForm
+from .models import PROLIFIC_COMPLETION_URL, Annotator, Assignment, Item, Study
 from .selectors import (
+    Completion,
+    annotator_budget_left,
+    annotator_completion,
     annotator_own_ratings,
     annotator_rating_count,
     studies_for_researcher,
     study_annotator_rows,
+    study_cost,
+    study_item_progress,
+    study_median_seconds_per_participant,
+    study_preview_items,
     study_progress,
+    study_reward,
     user_is_researcher,
 )
 from .services.annotators import (
     JoinInvalid,
+    StudyUnavailable,
     annotator_complete,
     annotator_consent,
+    annotator_finish_early,
     annotator_join,
     annotator_join_account,
     crowd_identity_parse,
@@ -48,7 +58,14 @@ from .services.ratings import (
     assignment_mark_shown,
     rating_submit,
 )
-from .services.studies import StudyInvalid, study_status_set
+from .services.studies import (
+    DEFAULT_CONSENT,
+    StudyInvalid,
+    study_create,
+    study_duplicate,
+    study_status_set,
+    study_update,
+)
 from .views_compare import unit_render
 
 AnnotatorView = Callable[..., HttpResponse]
@@ -67,7 +84,9 @@ def annotator_for_request(request: HttpRequest, study: Study) -> Annotator | Non
     """The annotator this browser is in this study: its crowd session first, else its account."""
     annotator_id = request.session.get(_session_key(study))
     if annotator_id is not None:
-        annotator = Annotator.objects.filter(pk=annotator_id, study=study).select_related("study").first()
+        # An erased participant is forgotten: their old session no longer reaches their rows.
+        annotator = Annotator.objects.filter(
+            pk=annotator_id, study=study, identity_erased_at__isnull=True).select_related("study").first()
         if annotator is not None:
             return annotator
     if request.user.is_authenticated:
@@ -79,12 +98,17 @@ def annotator_for_request(request: HttpRequest, study: Study) -> Annotator | Non
     return None
 
 
+def _participant_study(slug: str) -> Study:
+    # A draft is not public yet: its join and rating pages do not exist (not even its name shows).
+    return get_object_or_404(Study.objects.exclude(status=Study.Status.DRAFT), slug=slug)
+
+
 def annotator_required(view: AnnotatorView) -> AnnotatorView:
     """Resolve the study and this browser's annotator; someone not in the study is sent to join."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
-        study = get_object_or_404(Study, slug=slug)
+        study = _participant_study(slug)
         annotator = annotator_for_request(request, study)
         if annotator is None:
             return redirect("annotations:join", slug=study.slug)
@@ -105,26 +129,37 @@ def researcher_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
     return wrapper
 
 
-def session_ended(annotator: Annotator, study: Study) -> bool:
-    """Ended by a failed check under the 'end' action (no completion code), not merely excluded."""
-    return annotator.excluded and annotator.failed_checks > 0 and study.failed_check_action == "end"
-
-
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    open_studies = Study.objects.filter(status=Study.Status.OPEN) if request.user.is_authenticated else []
+    is_researcher = user_is_researcher(request.user)
+    # A researcher's click must not enrol them as a participant: they get their studies' previews instead.
+    open_studies = (
+        Study.objects.filter(status=Study.Status.OPEN)
+        if request.user.is_authenticated and not is_researcher else []
+    )
+    own = studies_for_researcher(user=request.user).exclude(status=Study.Status.CLOSED) if is_researcher else []
     return render(
         request, "annotations/home.html",
-        {"open_studies": open_studies, "is_researcher": user_is_researcher(request.user)},
+        {"open_studies": open_studies, "own_studies": own, "is_researcher": is_researcher},
     )
 
 
 # --- Annotator pages ------------------------------------------------------------------------------
 
 
+UNAVAILABLE_TITLES = {
+    "full": "This study is full", "closed": "This study is closed", "paused": "This study is paused",
+}
+
+
+def _unavailable_page(request: HttpRequest, study: Study, exc: StudyUnavailable) -> HttpResponse:
+    return render(request, "annotations/unavailable.html",
+                  {"study": study, "title": UNAVAILABLE_TITLES[exc.reason], "reason": exc.reason}, status=403)
+
+
 @require_GET
 def join(request: HttpRequest, slug: str) -> HttpResponse:
-    study = get_object_or_404(Study, slug=slug)
+    study = _participant_study(slug)
     try:
         identity = crowd_identity_parse(request.GET)
         if identity is not None and identity.preview:
@@ -133,21 +168,30 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
             annotator = annotator_join(
                 study=study, platform=identity.platform, external_id=identity.worker_id,
                 external_session=identity.session_id, external_study=identity.study_id,
+                submit_to=identity.submit_to,
             )
+        elif request.user.is_authenticated and study_visible(user=request.user, study=study):
+            return redirect("annotations:preview", slug=study.slug)  # never enrol the study's own researchers
         elif request.user.is_authenticated:
             annotator = annotator_join_account(study=study, user=request.user)
         else:
             login_url = f"{reverse('login')}?{urlencode({'next': request.get_full_path()})}"
             return render(request, "annotations/join.html", {"study": study, "login_url": login_url})
+    except StudyUnavailable as exc:
+        return _unavailable_page(request, study, exc)
     except JoinInvalid as exc:
-        status = 403 if "not accepting" in str(exc) else 400
-        return render(request, "annotations/join.html", {"study": study, "error": str(exc)}, status=status)
+        return render(request, "annotations/join.html", {"study": study, "error": str(exc)}, status=400)
     if identity is not None and request.session.get(_session_key(study)) != annotator.pk:
         request.session.cycle_key()
         request.session[_session_key(study)] = annotator.pk
     if annotator.consented_at is None:
         return redirect("annotations:consent", slug=study.slug)
     return redirect("annotations:next", slug=study.slug)
+
+
+def _consent_context(study: Study) -> dict[str, Any]:
+    return {"study": study, "consent_text": study.consent_text or DEFAULT_CONSENT,
+            "reward": study_reward(study=study)}
 
 
 @require_http_methods(["GET", "POST"])
@@ -160,7 +204,7 @@ def consent(request: HttpRequest, study: Study, annotator: Annotator) -> HttpRes
         annotator_consent(annotator=annotator)
         return redirect("annotations:next", slug=study.slug)
     status = 400 if request.method == "POST" else 200
-    return render(request, "annotations/consent.html", {"study": study, "form": form}, status=status)
+    return render(request, "annotations/consent.html", {**_consent_context(study), "form": form}, status=status)
 
 
 @require_GET
@@ -170,17 +214,21 @@ def next_item(request: HttpRequest, study: Study, annotator: Annotator) -> HttpR
         return redirect("annotations:consent", slug=study.slug)
     if annotator.completed_at is not None:
         return redirect("annotations:done", slug=study.slug)
-    if study.status != Study.Status.OPEN:
-        return _message_page(request, title="This study is closed",
-                             body="It is not accepting ratings any more. Thank you for your interest.", status=403)
     assignment = assignment_next(annotator=annotator)
     if assignment is not None:
         return redirect("annotations:item", slug=study.slug, token=assignment.token)
-    if annotator_rating_count(annotator=annotator):
-        annotator_complete(annotator=annotator)
-        return redirect("annotations:done", slug=study.slug)
-    return _message_page(request, title="No items available right now",
-                         body="Every item already has enough ratings. Please return the study; thank you.")
+    rated = annotator_rating_count(annotator=annotator)
+    if annotator_budget_left(annotator=annotator) == 0:
+        annotator_complete(annotator=annotator, outcome=Annotator.Outcome.COMPLETE)
+    elif rated and study.status == Study.Status.CLOSED:
+        annotator_complete(annotator=annotator, outcome=Annotator.Outcome.CLOSED)
+    elif rated:
+        annotator_complete(annotator=annotator, outcome=Annotator.Outcome.COMPLETE)  # nothing left for them
+    elif study.status == Study.Status.CLOSED:
+        return _unavailable_page(request, study, StudyUnavailable("closed", ""))
+    else:
+        return _unavailable_page(request, study, StudyUnavailable("full", ""))
+    return redirect("annotations:done", slug=study.slug)
 
 
 def _own_assignment(annotator: Annotator, study: Study, token: Any) -> Assignment:
@@ -199,28 +247,39 @@ def _item_context(
     study: Study, annotator: Annotator, assignment: Assignment, form: RatingForm | ChoiceForm | None
 ) -> dict[str, Any]:
     item = assignment.item
+    done = annotator_rating_count(annotator=annotator)
+    if study.items_per_participant is not None:  # with a budget the length of the session is known
+        total_estimate = study.items_per_participant + study.items.exclude(kind=Item.Kind.NORMAL).count()
+    else:
+        # Counting the items still open to this annotator is the costliest read of the page and only feeds
+        # an "about N" progress bar, so the estimate is cached per annotator for a minute.
+        # The random order seed in the key keeps two databases' annotator 7 apart in a shared cache.
+        total_estimate = cache.get_or_set(
+            f"annotations:total:{annotator.pk}:{annotator.order_seed}",
+            lambda: done + 1 + annotator_remaining_count(annotator=annotator), 60,
+        )
+    total = max(total_estimate, done + 1)
+    image_url = reverse("annotations:item_image", kwargs={"slug": study.slug, "token": assignment.token})
+    return {**_item_page(study, item, form, done=done, total=total, image_url=image_url),
+            "annotator": annotator, "assignment": assignment,
+            "finish_url": reverse("annotations:finish", kwargs={"slug": study.slug})}
+
+
+def _item_page(study: Study, item: Any, form: RatingForm | ChoiceForm | None, *, done: int, total: int, image_url: str) -> dict[str, Any]:
+    """What the rating page shows, shared by participants and the researcher's preview."""
     generation = item.generation
     estimate = generation.va_estimate if generation is not None else None
     sample = estimate.sample if estimate is not None else item.sample  # a comparative unit names its sample
-    done = annotator_rating_count(annotator=annotator)
-    # Counting the items still open to this annotator is the costliest read of the page and only feeds
-    # an "about N" progress bar, so the estimate is cached per annotator for a minute.
-    # The random order seed in the key keeps two databases' annotator 7 apart in a shared cache.
-    total_estimate = cache.get_or_set(
-        f"annotations:total:{annotator.pk}:{annotator.order_seed}",
-        lambda: done + 1 + annotator_remaining_count(annotator=annotator), 60,
-    )
-    total = max(total_estimate, done + 1)
     labels = list(study.scale_labels or [])
     points = [
         {"value": value, "label": labels[i] if i < len(labels) else ""}
         for i, value in enumerate(range(study.scale_min, study.scale_max + 1))
     ]
     return {
-        "study": study, "annotator": annotator, "assignment": assignment, "item": item, "form": form,
-        "points": points, "selected": form["value"].value() if isinstance(form, RatingForm) else None,
+        "study": study, "item": item, "form": form, "points": points,
+        "selected": form["value"].value() if isinstance(form, RatingForm) else None,
         "done": done, "total": total, "position": done + 1,
-        "show_image": study.show_image and sample is not None and bool(sample.image),
+        "show_image": study.show_image and sample is not None and bool(sample.image), "image_url": image_url,
         "va": estimate if study.show_va and estimate is not None and estimate.valence is not None else None,
         "references": list(sample.references or []) if study.show_reference and sample is not None else [],
     }
@@ -285,14 +344,31 @@ def _after_submit(request: HttpRequest, study: Study, result: SubmitResult) -> H
 @annotator_required
 def item_image(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -> HttpResponse:
     """The photo of one of your own assignments; no stable public URL reveals which sample an item is."""
-    assignment = _own_assignment(annotator, study, token)
-    generation = assignment.item.generation
-    sample = generation.va_estimate.sample if generation is not None else assignment.item.sample
+    return _sample_image(study, _own_assignment(annotator, study, token).item)
+
+
+def _sample_image(study: Study, item: Item) -> HttpResponse:
+    """The photo behind an item, when the study shows photos; 404 otherwise (also for a missing file)."""
+    generation = item.generation
+    sample = generation.va_estimate.sample if generation is not None else item.sample
     if not study.show_image or sample is None or not sample.image:
         raise Http404("no image")
-    response = FileResponse(sample.image.open("rb"))
+    try:
+        handle = sample.image.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("no image") from exc
+    response = FileResponse(handle)
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@require_POST
+@annotator_required
+def finish(request: HttpRequest, study: Study, annotator: Annotator) -> HttpResponse:
+    """'Finish now' (a POST, so no link or prefetch can end a session)."""
+    if annotator.consented_at is not None and annotator.completed_at is None:
+        annotator_finish_early(annotator=annotator)
+    return redirect("annotations:done", slug=study.slug)
 
 
 @require_GET
@@ -300,14 +376,10 @@ def item_image(request: HttpRequest, study: Study, annotator: Annotator, token: 
 def done(request: HttpRequest, study: Study, annotator: Annotator) -> HttpResponse:
     if annotator.completed_at is None:
         return redirect("annotations:next", slug=study.slug)
-    if session_ended(annotator, study):
-        return _message_page(
-            request, title="Your session has ended",
-            body="An attention check was not answered as instructed, so this study has ended for you. "
-                 "Thank you for your time.",
-        )
-    return render(request, "annotations/done.html", {"study": study, "annotator": annotator,
-                                                     "n_ratings": annotator_rating_count(annotator=annotator)})
+    return render(request, "annotations/done.html", {
+        "study": study, "annotator": annotator, "completion": annotator_completion(annotator=annotator),
+        "n_ratings": annotator_rating_count(annotator=annotator),
+    })
 
 
 @require_GET
@@ -330,12 +402,17 @@ def study_list(request: HttpRequest) -> HttpResponse:
 @study_required
 def study_manage(request: HttpRequest, study: Study) -> HttpResponse:
     join_url = request.build_absolute_uri(reverse("annotations:join", kwargs={"slug": study.slug}))
+    lacking = request.GET.get("items") == "lacking"
     return render(request, "annotations/study_manage.html", {
         "study": study, "progress": study_progress(study=study), "rows": study_annotator_rows(study=study),
+        "items": study_item_progress(study=study, lacking_only=lacking), "lacking": lacking,
+        "cost": study_cost(study=study),
+        "median_per_participant": study_median_seconds_per_participant(study=study),
+        "completion_url": study.completion_url_template.replace("{code}", study.completion_code),
         "prolific_url": f"{join_url}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}"
                         f"&SESSION_ID={{{{%SESSION_ID%}}}}",
-        "mturk_url": f"{join_url}?workerId=…&assignmentId=…&hitId=…",
-        "status_form": StudyStatusForm(initial={"status": study.status}),
+        "mturk_url": join_url,
+        "collaborators": study.collaborators.order_by("username"),
     })
 
 
@@ -352,3 +429,120 @@ def study_status(request: HttpRequest, study: Study) -> HttpResponse:
         except StudyInvalid as exc:
             messages.error(request, str(exc))
     return redirect("annotations:study_manage", slug=study.slug)
+
+
+# --- Preview: the participant's pages for the study's researchers; nothing is enrolled or stored ----------
+
+
+def _preview_item(study: Study, number: int) -> Item:
+    items = study_preview_items(study=study)
+    if not 1 <= number <= len(items):
+        raise Http404("no such preview item")
+    return items[number - 1]
+
+
+@require_http_methods(["GET", "POST"])
+@study_required
+def preview(request: HttpRequest, study: Study) -> HttpResponse:
+    form = ConsentForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        return redirect("annotations:preview_item", slug=study.slug, number=1)
+    return render(request, "annotations/consent.html",
+                  {**_consent_context(study), "form": form, "preview": True},
+                  status=400 if request.method == "POST" else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@study_required
+def preview_item(request: HttpRequest, study: Study, number: int) -> HttpResponse:
+    """Item `number` of what a participant would see. A rating is validated like a real one, then dropped."""
+    item = _preview_item(study, number)
+    form = RatingForm(request.POST if request.method == "POST" else None, study=study)
+    if request.method == "POST" and form.is_valid():
+        if number >= len(study_preview_items(study=study)):
+            return redirect("annotations:preview_done", slug=study.slug)
+        return redirect("annotations:preview_item", slug=study.slug, number=number + 1)
+    total = len(study_preview_items(study=study))
+    image_url = reverse("annotations:preview_image", kwargs={"slug": study.slug, "number": number})
+    context = {**_item_page(study, item, form, done=number - 1, total=total, image_url=image_url),
+               "preview": True, "finish_url": reverse("annotations:preview_done", kwargs={"slug": study.slug})}
+    return render(request, "annotations/item.html", context, status=400 if request.method == "POST" else 200)
+
+
+@require_GET
+@study_required
+def preview_image(request: HttpRequest, study: Study, number: int) -> HttpResponse:
+    return _sample_image(study, _preview_item(study, number))
+
+
+@require_http_methods(["GET", "POST"])
+@study_required
+def preview_done(request: HttpRequest, study: Study) -> HttpResponse:
+    completion = Completion(
+        code=study.completion_code,
+        redirect_url=study.completion_url_template.replace("{code}", study.completion_code),
+    )
+    return render(request, "annotations/done.html", {
+        "study": study, "completion": completion, "preview": True,
+        "n_ratings": len(study_preview_items(study=study)),
+    })
+
+
+# --- Study pages: create, edit while draft, duplicate ---------------------------------------------------
+
+
+def _study_form_page(request: HttpRequest, form: StudyForm, *, study: Study | None, status: int = 200) -> HttpResponse:
+    return render(request, "annotations/study_form.html", {"form": form, "study": study}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@researcher_required
+def study_create_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        initial = {"consent_text": DEFAULT_CONSENT, "completion_code": Study._meta.get_field("completion_code").default(),
+                   "partial_completion_code": Study._meta.get_field("partial_completion_code").default(),
+                   "completion_url_template": PROLIFIC_COMPLETION_URL, "early_finish": Study.EarlyFinish.PARTIAL_CODE}
+        return _study_form_page(request, StudyForm(owner=request.user, initial=initial), study=None)
+    form = StudyForm(request.POST, owner=request.user)
+    if form.is_valid():
+        try:
+            study = study_create(owner=request.user, **form.study_kwargs())
+        except StudyInvalid as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Study created as a draft with {study.items.count()} items. Preview it, "
+                                      "then open it.")
+            return redirect("annotations:study_manage", slug=study.slug)
+    return _study_form_page(request, form, study=None, status=400)
+
+
+@require_http_methods(["GET", "POST"])
+@study_required
+def study_edit(request: HttpRequest, study: Study) -> HttpResponse:
+    if study.status != Study.Status.DRAFT:
+        messages.error(request, "Only a draft can be edited (participants may have seen this one); "
+                                "duplicate it to make a changed copy.")
+        return redirect("annotations:study_manage", slug=study.slug)
+    owner = study.owner or request.user
+    if request.method == "GET":
+        return _study_form_page(request, StudyForm(owner=owner, initial=StudyForm.initial_for(study)), study=study)
+    form = StudyForm(request.POST, owner=owner)
+    if form.is_valid():
+        try:
+            kwargs = form.study_kwargs()
+            kwargs["raters_per_item"] = kwargs.pop("k")
+            study_update(study=study, **kwargs)
+        except StudyInvalid as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Study saved.")
+            return redirect("annotations:study_manage", slug=study.slug)
+    return _study_form_page(request, form, study=study, status=400)
+
+
+@require_POST
+@study_required
+def study_duplicate_view(request: HttpRequest, study: Study) -> HttpResponse:
+    copy = study_duplicate(study=study, owner=request.user)
+    messages.success(request, f"Copied to a new draft, “{copy.name}”: edit it, preview it, then open it.")
+    return redirect("annotations:study_edit", slug=copy.slug)

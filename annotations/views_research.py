@@ -7,6 +7,7 @@ see 404.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -18,9 +19,23 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations.access import study_get_visible
-from annotations.exports import RATING_COLUMNS, csv_render, report_body, study_item_rows, study_ratings_rows
+from annotations.exports import (
+    PAYMENT_COLUMNS,
+    RATING_COLUMNS,
+    csv_render,
+    report_body,
+    study_item_rows,
+    study_payment_rows,
+    study_ratings_rows,
+)
 from annotations.exports_choices import CHOICE_COLUMNS, SCORE_COLUMNS, study_choice_rows, study_score_rows
 from annotations.models import Report, Study
+from annotations.participants import (
+    annotator_pseudonym,
+    participant_erase,
+    participant_export,
+    participant_find,
+)
 from annotations.services.tokens import api_token_authenticate
 from annotations.tasks import study_report_build_task
 
@@ -76,20 +91,69 @@ def report_download(request: HttpRequest, slug: str, version: int, fmt: str) -> 
     return _attachment(body, content_type, f"{study.slug}-report-v{report.version}.{fmt}")
 
 
+def _export(rows: list[dict[str, Any]], columns: list[str], *, study: Study, name: str, fmt: str) -> HttpResponse:
+    """One export as CSV (the project's hardened writer; a header row even with no rows) or JSON."""
+    if fmt == "json":
+        body = json.dumps({"study": study.slug, "columns": columns, "rows": rows}, indent=1, default=str)
+        return _attachment(body, "application/json", f"{study.slug}-{name}.json")
+    if fmt != "csv":
+        raise Http404(f"no {fmt} export")
+    return _attachment(csv_render(rows, columns), "text/csv", f"{study.slug}-{name}.csv")
+
+
 @login_required
 @require_GET
-def export_ratings(request: HttpRequest, slug: str) -> HttpResponse:
+def export_ratings(request: HttpRequest, slug: str, fmt: str = "csv") -> HttpResponse:
     study = study_get_visible(user=request.user, slug=slug)
-    body = csv_render(study_ratings_rows(study=study), RATING_COLUMNS)
-    return _attachment(body, "text/csv", f"{study.slug}-ratings.csv")
+    return _export(study_ratings_rows(study=study), RATING_COLUMNS, study=study, name="ratings", fmt=fmt)
 
 
 @login_required
 @require_GET
-def export_items(request: HttpRequest, slug: str) -> HttpResponse:
+def export_items(request: HttpRequest, slug: str, fmt: str = "csv") -> HttpResponse:
     study = study_get_visible(user=request.user, slug=slug)
     rows, columns = study_item_rows(study=study)
-    return _attachment(csv_render(rows, columns), "text/csv", f"{study.slug}-items.csv")
+    return _export(rows, columns, study=study, name="items", fmt=fmt)
+
+
+@login_required
+@require_GET
+def export_payment(request: HttpRequest, slug: str) -> HttpResponse:
+    """The explicit "for payment" export: the only download with raw platform ids."""
+    study = study_get_visible(user=request.user, slug=slug)
+    return _export(study_payment_rows(study=study), PAYMENT_COLUMNS, study=study, name="payment", fmt="csv")
+
+
+def _participant_or_message(request: HttpRequest, study: Study) -> Any:
+    annotator = participant_find(study=study, participant=request.POST.get("participant", ""))
+    if annotator is None:
+        messages.error(request, "No participant of this study has that platform id or pseudonym.")
+    return annotator
+
+
+@login_required
+@require_POST
+def participant_export_view(request: HttpRequest, slug: str) -> HttpResponse:
+    """Data-subject access request: everything stored about one participant, as JSON."""
+    study = study_get_visible(user=request.user, slug=slug)
+    annotator = _participant_or_message(request, study)
+    if annotator is None:
+        return redirect("annotations:study_manage", slug=study.slug)
+    body = json.dumps(participant_export(annotator=annotator), indent=1, default=str)
+    return _attachment(body, "application/json", f"{study.slug}-participant-{annotator_pseudonym(annotator=annotator)}.json")
+
+
+@login_required
+@require_POST
+def participant_erase_view(request: HttpRequest, slug: str) -> HttpResponse:
+    """Erasure request: the identity goes, the ratings stay under the pseudonym."""
+    study = study_get_visible(user=request.user, slug=slug)
+    annotator = _participant_or_message(request, study)
+    if annotator is not None:
+        participant_erase(annotator=annotator)
+        messages.success(request, f"Erased the identity of participant {annotator.pseudonym}; their ratings are "
+                                  "kept under that pseudonym.")
+    return redirect("annotations:study_manage", slug=study.slug)
 
 
 @login_required

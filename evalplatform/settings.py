@@ -112,6 +112,14 @@ DATABASES = {
         conn_max_age=env_int("DB_CONN_MAX_AGE", 0),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The demo's SQLite allows one writer. Two requests that both read and then write (a double-clicked
+    # submit) each hold a read lock and fail at once with "database is locked" when upgrading: 20 identical
+    # parallel submits gave a 500. IMMEDIATE takes the write lock when a transaction begins, so writers queue
+    # (up to `timeout` seconds) instead; WAL lets pages keep reading while one writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

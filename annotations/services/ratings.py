@@ -130,7 +130,9 @@ def annotator_exclusion_apply(*, annotator: Annotator, study: Study, check_faile
     if reasons and not annotator.excluded:
         Annotator.objects.filter(pk=annotator.pk).update(excluded=True, exclusion_reason="; ".join(reasons)[:300])
     if end_session:
-        Annotator.objects.filter(pk=annotator.pk, completed_at__isnull=True).update(completed_at=now)
+        Annotator.objects.filter(pk=annotator.pk, completed_at__isnull=True).update(
+            completed_at=now, outcome=Annotator.Outcome.ENDED
+        )
     if reasons:
         # An excluded annotator's open claims return to the pool at once rather than at expiry.
         Assignment.objects.filter(annotator=annotator, status=Assignment.Status.ACTIVE).update(

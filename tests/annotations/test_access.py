@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.test import Client
 
 from annotations.access import studies_visible, study_visible
 from annotations.models import RESEARCHER_GROUP, Report, Study
-from annotations.reports import study_report_build
+from annotations.participants import annotator_pseudonym
 from annotations.services.tokens import api_token_create
 from inference.models import Batch, Dataset
 from tests.annotations.test_reports import study_make
@@ -19,6 +21,13 @@ pytestmark = pytest.mark.django_db
 # (method, path template, status for owner/collaborator). {slug} is the study's slug.
 HTML_ROUTES = [
     ("get", "/studies/{slug}/manage/", 200),
+    ("get", "/studies/{slug}/manage/?items=lacking", 200),
+    ("get", "/studies/{slug}/edit/", 302),  # an open study is not editable: back to its manage page
+    ("get", "/studies/{slug}/preview/", 200),
+    ("get", "/studies/{slug}/preview/item/1/", 200),
+    ("get", "/studies/{slug}/preview/item/1/image", 200),
+    ("get", "/studies/{slug}/preview/done", 200),
+    ("post", "/studies/{slug}/duplicate", 302),
     ("post", "/studies/{slug}/manage/status", 302),
     ("get", "/research/studies/{slug}/reports/", 200),
     ("post", "/research/studies/{slug}/reports/build", 302),
@@ -27,6 +36,11 @@ HTML_ROUTES = [
     ("get", "/research/studies/{slug}/reports/1/report.csv", 200),
     ("get", "/research/studies/{slug}/exports/ratings.csv", 200),
     ("get", "/research/studies/{slug}/exports/items.csv", 200),
+    ("get", "/research/studies/{slug}/exports/ratings.json", 200),
+    ("get", "/research/studies/{slug}/exports/items.json", 200),
+    ("get", "/research/studies/{slug}/exports/payment.csv", 200),
+    ("post", "/research/studies/{slug}/participants/export", 200),
+    ("post", "/research/studies/{slug}/participants/erase", 302),
 ]
 API_ROUTES = [
     "/research/api/studies/{slug}/ratings",
@@ -45,16 +59,20 @@ def _researcher(username: str) -> User:
 @pytest.fixture
 def setup(researcher: User, annotator_user: User) -> dict:
     study = study_make(owner=researcher, items=6, raters=2)
+    first = study.items.filter(kind="normal").order_by("id").first().generation.va_estimate.sample
+    default_storage.save(first.image.name, ContentFile(b"\x89PNG fake image bytes"))
     collaborator = _researcher("carl-collaborator")
     study.collaborators.add(collaborator)
-    study_report_build(study=study, resamples=20)
-    pseudonym = ""
+    # A stored report row is enough to test who may read it (building one per case would be slow).
+    Report.objects.create(study=study, version=1, results={"analyses": {}}, html="<p>report v1</p>")
+    pseudonym = annotator_pseudonym(annotator=study.annotators.order_by("id").first())
     return {"study": study, "owner": researcher, "collaborator": collaborator, "other": _researcher("rob-other"),
             "annotator": annotator_user, "pseudonym": pseudonym}
 
 
-def _call(client: Client, method: str, path: str) -> int:
-    return getattr(client, method)(path).status_code
+def _call(client: Client, method: str, path: str, setup: dict | None = None) -> int:
+    data = {"participant": setup["pseudonym"]} if setup and "/participants/" in path else {}
+    return (client.post(path, data) if method == "post" else client.get(path)).status_code
 
 
 def _path(template: str, setup: dict) -> str:
@@ -67,7 +85,7 @@ def test_it_serves_every_study_route_to_owner_and_collaborator(setup, who, metho
     # A fresh study per case: erase/duplicate/status change state, and a closed study changes nothing here.
     client = Client()
     client.force_login(setup[who])
-    assert _call(client, method, _path(template, setup)) == ok
+    assert _call(client, method, _path(template, setup), setup) == ok
 
 
 @pytest.mark.parametrize(("method", "template", "ok"), HTML_ROUTES)
@@ -78,7 +96,7 @@ def test_it_answers_404_on_every_study_route_to_other_researchers_and_annotators
     client = Client()
     client.force_login(setup[who])
     before = (Study.objects.count(), Report.objects.count(), setup["study"].status)
-    assert _call(client, method, _path(template, setup)) == 404
+    assert _call(client, method, _path(template, setup), setup) == 404
     setup["study"].refresh_from_db()
     assert (Study.objects.count(), Report.objects.count(), setup["study"].status) == before
     assert setup["study"].annotators.filter(identity_erased_at__isnull=False).count() == 0

@@ -39,8 +39,10 @@ def test_it_gives_each_annotator_every_item_once_until_none_left(study, join_ann
 
 
 def test_it_caps_each_normal_item_at_k_distinct_annotators(study, join_annotator) -> None:
-    for name in ("a", "b", "c"):
+    late = join_annotator(study, "c")  # joined while there was room, but comes back after a and b
+    for name in ("a", "b"):
         rate_all(join_annotator(study, name))
+    assert rate_all(late) == []
     counts = [item.ratings.count() for item in study.items.all()]
     assert counts == [2] * 6  # k = 2: the third annotator got nothing
     assert Rating.objects.filter(annotator__external_id="c").count() == 0
@@ -91,8 +93,9 @@ def test_it_revives_an_annotators_own_expired_assignment(study, join_annotator) 
 def test_it_gives_check_items_to_every_annotator_beyond_k(study, join_annotator) -> None:
     study_check_items_add(study=study, check_items=["Select 1 for this item.|1|1"])
     check = study.items.get(kind=Item.Kind.ATTENTION)
-    for name in ("a", "b", "c"):
-        rate_all(join_annotator(study, name), value=1)
+    annotators = [join_annotator(study, name) for name in ("a", "b", "c")]  # all in before the items fill
+    for annotator in annotators:
+        rate_all(annotator, value=1)
     assert check.ratings.count() == 3
     assert set(check.ratings.values_list("passed_check", flat=True)) == {True}
 

@@ -149,11 +149,13 @@ def test_it_records_pairwise_preferences_and_ties_only_when_offered(systems_on_f
 def test_it_gives_each_unit_to_at_most_k_annotators(systems_on_faces) -> None:
     systems_on_faces(samples=1, systems=4)  # one BWS unit
     study = comparative_study(Study.Kind.BWS, k=1)
+    second = join(study, "w2")  # in before the only slot is taken
     first = join(study, "w1")
     url, html = current_unit(first, study)
-    second = join(study, "w2")
     held_url, held_page = current_unit(second, study)
-    assert "/a/" not in held_url and "No items available" in held_page  # the only slot is held
+    assert "/a/" not in held_url and "This study is full" in held_page  # the only slot is held
+    late = Client().get(f"/s/{study.slug}/join", {"PROLIFIC_PID": "w3"})
+    assert late.status_code == 403 and b"This study is full" in late.content  # newcomers are turned away
     ids = page_option_ids(html)
     first.post(url, {"best": ids[0], "worst": ids[1]})
     assert Rating.objects.count() == 1 and "/a/" not in current_unit(second, study)[0]
@@ -165,8 +167,9 @@ def test_it_grades_a_gold_unit_by_its_known_best_and_worst(systems_on_faces) -> 
                               failed_check_action="warn")
     gold = study.items.get(kind=Item.Kind.GOLD)
     assert [o.expected for o in gold.options.all()] == ["best", "", "", "worst"]
+    clients = {worker: join(study, worker) for worker in ("good", "bad")}  # both in before k = 1 fills
     for worker, right in (("good", True), ("bad", False)):
-        client = join(study, worker)
+        client = clients[worker]
         while True:
             url, html = current_unit(client, study)
             if "/a/" not in url:

@@ -193,12 +193,12 @@ def test_it_ends_the_session_without_a_code_when_configured(study, crowd) -> Non
     assert Rating.objects.get(item=check).passed_check is False
 
 
-def test_it_says_nothing_is_available_when_every_item_is_full(study, crowd) -> None:
+def test_it_shows_a_newcomer_a_full_page_when_every_item_has_k_ratings(study, crowd) -> None:
     for name in ("a", "b"):
         rate_through(crowd(study, name), study)
-    late = crowd(study, "c")
-    response = late.get("/s/match/")
-    assert response.status_code == 200 and b"No items available right now" in response.content
+    response = Client().get("/s/match/join", {"PROLIFIC_PID": "late"})
+    assert response.status_code == 403 and b"This study is full" in response.content
+    assert not Annotator.objects.filter(external_id="late").exists()
 
 
 def test_it_lists_only_the_annotators_own_ratings(study, crowd) -> None:
