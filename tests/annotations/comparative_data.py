@@ -57,9 +57,10 @@ def choices_simulate(study: Study, *, annotators: int, noise: float = 1.0, seed:
     """Annotators judge through the real assignment and submit services: best = highest quality + noise."""
     rng = np.random.default_rng(seed)
     submitted = 0
-    for a in range(annotators):
-        annotator = annotator_consent(annotator=annotator_join(
-            study=study, platform=Annotator.Platform.PROLIFIC, external_id=f"sim-{a}"))
+    # Everyone joins first: a newcomer is turned away once every unit has its k raters.
+    joined = [annotator_consent(annotator=annotator_join(
+        study=study, platform=Annotator.Platform.PROLIFIC, external_id=f"sim-{a}")) for a in range(annotators)]
+    for annotator in joined:
         while (assignment := assignment_next(annotator=annotator)) is not None:
             options = list(assignment.item.options.select_related("generation__config"))
             seen = [quality_of(o.generation) + rng.normal(0, noise) for o in options]

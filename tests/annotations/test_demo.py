@@ -27,6 +27,8 @@ def test_it_runs_every_stage_and_opens_a_study(capsys, settings) -> None:
     assert Item.objects.filter(study=study, kind="normal").count() == 10
     assert User.objects.get(username="demo-researcher").check_password("affect-eval-demo")
     assert "PROLIFIC_PID=demo-worker-1" in out
+    assert study.owner == User.objects.get(username="demo-researcher")  # made by the same service as the web form
+    assert f"/studies/{study.slug}/manage/" in out and f"/studies/{study.slug}/preview/" in out
 
     # Re-running reuses everything: no new rows, the same study.
     counts = (VAEstimate.objects.count(), Generation.objects.count(), Similarity.objects.count())

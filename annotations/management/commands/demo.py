@@ -79,13 +79,15 @@ class Command(BaseCommand):
         say(f"[3/4] accounts (password for all: {DEMO_PASSWORD}): {', '.join(accounts)}")
 
         study = self._study(dataset=dataset, configs=configs, raters=raters)
-        say(f"[4/4] study {study.slug!r}: {study.items.count()} items, k={study.raters_per_item}")
+        say(f"[4/4] study {study.slug!r}: {study.items.count()} items, k={study.raters_per_item}, "
+            f"owner {study.owner.get_username() if study.owner else '(none)'}")
         base = "http://" + os.environ.get("DEMO_ADDR", "127.0.0.1:8000")
         say("")
         say(f"Open {base}/ —")
         say("  annotators: log in as demo-annotator-1 (…-3), or join as a crowd worker:")
         say(f"    {base}/s/{study.slug}/join?PROLIFIC_PID=demo-worker-1&STUDY_ID=demo&SESSION_ID=s1")
-        say(f"  researcher: demo-researcher → {base}/studies/{study.slug}/manage/")
+        say(f"  researcher: demo-researcher → {base}/studies/{study.slug}/manage/ "
+            f"(preview as a participant: {base}/studies/{study.slug}/preview/)")
         say(f"  admin:      demo-admin → {base}/admin/ (batches: /pipeline/batches/)")
 
     def _wait(self, batch, batch_model, timeout_s: float = 3600):
