@@ -193,6 +193,9 @@ class Command(BaseCommand):
                 for metric, by_unit in scores.items()
             }
             result["human_score"] = "counting: %best - %worst (pairwise: %preferred - %not preferred)"
+        # The per-item arrays are the report's scatter data; on the command line they are only noise.
+        result.pop("units", None)
+        result.pop("human_means", None)
         result = jsonable(result)
         if opts["json"]:
             self.stdout.write(json.dumps(result))
