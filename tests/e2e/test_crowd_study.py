@@ -12,7 +12,7 @@ import re
 import pytest
 
 from annotations.models import Annotator, Assignment, Rating, Report, Study
-from inference.models import Sample
+from inference.models import LLMConfig, Sample
 from tests.annotations.conftest import SECRET_CONFIG
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -63,7 +63,7 @@ def test_a_researcher_runs_a_prolific_study_from_creation_to_report(
     # Create on the web.
     rita.goto(f"{live_server.url}/studies/new/")
     rita.fill("#id_name", "Prolific pilot")
-    rita.select_option("#id_configs", label=SECRET_CONFIG)
+    rita.select_option("#id_configs", str(LLMConfig.objects.get(name=SECRET_CONFIG).pk))
     rita.select_option("#id_prompts", "describe")
     rita.fill("#id_raters_per_item", "2")
     rita.fill("#id_items_per_participant", "5")
