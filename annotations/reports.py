@@ -26,6 +26,8 @@ from annotations.exports_choices import study_choices
 from annotations.models import Annotator, Item, Report, Study
 from annotations.participants import annotator_pseudonym
 from annotations.reports_comparative import COMPARATIVE_NOTES, comparative_analysis
+from audit.models import AuditEvent
+from audit.services import audit_record
 from inference.embeddings import embedder_note
 from inference.models import Generation, PromptTemplate
 from inference.output import figure_svg, number_format, pyplot
@@ -86,6 +88,8 @@ def study_report_build(
                                                                  "version": version})
         report = Report.objects.create(study=study, version=version, params=params, results=results,
                                        html=html, created_by=user if user and user.is_authenticated else None)
+        audit_record(action=AuditEvent.Action.REPORT_BUILT, target=report, actor=user, study_id=study.pk,
+                     summary=f"built report v{version}")
     log.info("study %s: report v%s built", study.slug, version)
     return report
 

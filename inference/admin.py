@@ -230,7 +230,7 @@ class BatchAdmin(admin.ModelAdmin):
         ok, skipped = [], []
         for batch in queryset:
             try:
-                action(batch_id=batch.pk)
+                action(batch_id=batch.pk, by=request.user)
                 ok.append(str(batch.pk))
             except BatchStateError as exc:
                 skipped.append(f"{batch.pk} ({exc})")

@@ -81,7 +81,7 @@ def _batch_action(request: HttpRequest, pk: int, action: Callable[..., int], ver
     if not batch_can_act(user=request.user, batch=batch):
         raise Http404("no such batch")  # as for studies: no hint that someone else's batch exists
     try:
-        count = action(batch_id=batch.pk)
+        count = action(batch_id=batch.pk, by=request.user)
     except BatchStateError as exc:
         messages.error(request, f"Batch {batch.pk} was not {verb}: {exc}.")
     else:

@@ -35,6 +35,8 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from audit.services import audit_record
 from evalplatform.celery import app as celery_app
 from inference.models import Batch, BatchChunk, Dataset, LLMConfig, PromptTemplate, Similarity, VAEstimate
 from inference.stages import STAGE_ORDER, STAGES, PlanInput, StagePlan
@@ -145,6 +147,8 @@ def batch_queue(
             # is not an error (a re-run); missing input (no samples, no VA yet) is.
             first = batch.plan[stages[0]]
             raise (BatchNothingToDo if first["reused"] else BatchInvalid)(first["note"])
+        audit_record(action=AuditEvent.Action.BATCH_QUEUED, target=batch, actor=created_by,
+                     summary=f"queued batch {batch.pk} ({', '.join(stages)}) on dataset {dataset.name}")
     return batch
 
 
@@ -386,22 +390,26 @@ def batch_run_inline(*, batch_id: int, progress: Callable[[Batch], None] | None 
 # --- operator actions -----------------------------------------------------------------------------
 
 
-def batch_cancel(*, batch_id: int) -> int:
-    """Stop a batch: queued chunks never start, running ones finish. Returns chunks cancelled."""
+def batch_cancel(*, batch_id: int, by: Any = None) -> int:
+    """Stop a batch: queued chunks never start, running ones finish. Returns chunks cancelled.
+    `by` (the user, if any) goes to the audit log."""
     with transaction.atomic():
         now = timezone.now()
         if Batch.objects.filter(pk=batch_id, status__in=ACTIVE).update(
             status=Batch.Status.CANCELLED, cancelled_at=now, finished_at=now
         ) != 1:
             raise BatchStateError("only a queued or running batch can be cancelled")
-        return BatchChunk.objects.filter(batch_id=batch_id, status=BatchChunk.Status.QUEUED).update(
+        cancelled = BatchChunk.objects.filter(batch_id=batch_id, status=BatchChunk.Status.QUEUED).update(
             status=BatchChunk.Status.CANCELLED, finished_at=now
         )
+        audit_record(action=AuditEvent.Action.BATCH_CANCELLED, target=Batch(pk=batch_id), actor=by,
+                     summary=f"cancelled batch {batch_id} ({cancelled} queued chunk(s) stopped)")
+        return cancelled
 
 
-def batch_retry_failed(*, batch_id: int) -> int:
+def batch_retry_failed(*, batch_id: int, by: Any = None) -> int:
     """Re-queue only the failed items of a failed batch; later stages are planned for them as they
-    succeed. Returns the number of items re-queued."""
+    succeed. Returns the number of items re-queued. `by` (the user, if any) goes to the audit log."""
     with transaction.atomic():
         batch = Batch.objects.select_for_update().get(pk=batch_id)
         if batch.status != Batch.Status.FAILED:
@@ -424,6 +432,8 @@ def batch_retry_failed(*, batch_id: int) -> int:
             finished_at=None,
         )
         _chunks_enqueue(chunks=chunks)
+        audit_record(action=AuditEvent.Action.BATCH_RETRIED, target=batch, actor=by,
+                     summary=f"retried {items} failed item(s) of batch {batch_id}")
     return items
 
 
