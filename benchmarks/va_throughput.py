@@ -32,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# As the inference app sets it for the workers (inference/apps.py); here torch is imported before Django.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ASSETS = Path(os.environ.get("ASSETS_DIR", REPO.parent / "shared" / "assets"))
 FIXTURE = ASSETS / "facechannel" / "synthetic-test-fixture"
 SYNTHETIC = FIXTURE / "facechannel_dim_SYNTHETIC_random_weights.h5"

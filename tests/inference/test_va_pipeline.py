@@ -108,3 +108,19 @@ def test_it_gives_the_same_detections_from_a_process_pool_as_from_threads() -> N
     assert [p.detection.boxes for p, _ in processed] == [p.detection.boxes for p, _ in threaded]
     assert [out for _, out in processed] == [out for _, out in threaded]
     assert len(processed[1][0].detection.boxes) == 5  # group.jpeg: every face, not only the chosen one
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_it_makes_torch_threads_wait_passively_unless_told_otherwise(given, expected) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import django, os; django.setup(); print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == expected
