@@ -11,7 +11,7 @@ from inference.models import Dataset, Generation, LLMConfig, PromptTemplate
 
 from .models import RESEARCHER_GROUP, Item, Study
 from .services.ratings import MAX_COMMENT_CHARS
-from .services.studies import check_item_parse
+from .services.studies import COMPARATIVE_QUESTIONS, check_item_parse
 
 
 class SingleValueForm(forms.Form):
@@ -82,6 +82,18 @@ class StudyForm(SingleValueForm):
                                         help_text="All versions of each name; none selected: all.")
     task = forms.ChoiceField(choices=PromptTemplate.Task.choices, initial=PromptTemplate.Task.DESCRIBE)
     include_flagged = forms.BooleanField(required=False, label="Also rate unparseable/flagged generations")
+    kind = forms.ChoiceField(
+        choices=Study.Kind.choices, initial=Study.Kind.LIKERT, label="Instrument", required=False,
+        help_text="Likert: rate one description. Best–worst: the face with 4 of its descriptions, choose the best "
+                  "and the worst match. Pairwise: 2 descriptions, choose the better. See docs/annotation.md.")
+    allow_ties = forms.BooleanField(required=False, label="Pairwise: offer 'equally good'")
+    unit_appearances = forms.IntegerField(
+        min_value=1, initial=8, required=False, label="Best–worst / pairwise: units per description",
+        help_text="How many units each description appears in (8 = Kiritchenko & Mohammad's 2N 4-tuples).")
+    gold_units = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Best–worst / pairwise gold units",
+        help_text="One per line: the known best first and the known worst last, separated by | "
+                  "(4 texts for best–worst, 2 for pairwise).")
     question = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), initial=Study._meta.get_field(
         "question").default)
     scale_min = forms.IntegerField(initial=1)
@@ -138,11 +150,17 @@ class StudyForm(SingleValueForm):
                 gold = line.lower().startswith("gold:")
                 checks.append(check_item_parse(line[5:].strip() if gold else line,
                                                kind=Item.Kind.GOLD if gold else Item.Kind.ATTENTION))
+        kind = data["kind"] or Study.Kind.LIKERT
+        question = data["question"]
+        if question.strip() in {Study._meta.get_field("question").default, *COMPARATIVE_QUESTIONS.values()}:
+            question = None  # a default question left as it was: the service picks the instrument's own
         return {
+            "kind": kind, "allow_ties": data["allow_ties"], "unit_appearances": data["unit_appearances"] or 8,
+            "gold_units": [line.strip() for line in (data["gold_units"] or "").splitlines() if line.strip()],
             "name": data["name"], "dataset": data["dataset"], "config_names": [c.name for c in data["configs"]],
             "prompt_names": list(data["prompts"]), "task": data["task"],
             "statuses": Generation.Status.values if data["include_flagged"] else [Generation.Status.OK],
-            "question": data["question"], "scale_min": data["scale_min"], "scale_max": data["scale_max"],
+            "question": question, "scale_min": data["scale_min"], "scale_max": data["scale_max"],
             "scale_labels": labels or None, "attention_items": checks,
             "collaborators": list(data["collaborators"]),
             **{key: data[key] for key in (
@@ -162,13 +180,16 @@ class StudyForm(SingleValueForm):
                 "assignment_timeout_minutes", "show_image", "show_va", "show_reference", "instructions",
                 "consent_text", "max_failed_checks", "min_median_seconds", "failed_check_action", "completion_code",
                 "completion_url_template", "early_finish", "partial_completion_code", "max_participants",
-                "expected_minutes", "pay_per_hour", "pay_currency")},
+                "expected_minutes", "pay_per_hour", "pay_currency", "kind", "allow_ties", "unit_appearances")},
+            "gold_units": "\n".join(
+                "|".join(c.options.order_by("position").values_list("text", flat=True))
+                for c in checks if study.kind != Study.Kind.LIKERT),
             "configs": LLMConfig.objects.filter(name__in=selection.get("configs", [])),
             "prompts": selection.get("prompts", []), "task": selection.get("task", PromptTemplate.Task.DESCRIBE),
             "include_flagged": set(selection.get("statuses", ["ok"])) != {"ok"},
             "scale_labels": "\n".join(study.scale_labels or []),
             "check_items": "\n".join(
                 f"{'gold: ' if c.kind == Item.Kind.GOLD else ''}{c.text}|{c.expected_min}|{c.expected_max}"
-                for c in checks),
+                for c in checks if study.kind == Study.Kind.LIKERT),
             "collaborators": study.collaborators.all(),
         }

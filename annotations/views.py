@@ -56,6 +56,7 @@ from .services.ratings import (
     RatingInvalid,
     SubmitResult,
     assignment_mark_shown,
+    choice_parse,
     rating_submit,
 )
 from .services.studies import (
@@ -69,6 +70,7 @@ from .services.studies import (
 from .views_compare import unit_render
 
 AnnotatorView = Callable[..., HttpResponse]
+PREVIEW_SEED = 0  # the preview shows a unit's descriptions in one fixed shuffled order
 ALREADY_RECORDED = "Your rating for that item was already recorded; a submitted rating is final."
 
 
@@ -295,7 +297,7 @@ def item(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -
             return redirect("annotations:next", slug=study.slug)
         assignment_mark_shown(assignment=assignment)
         if comparative:
-            return unit_render(request, _item_context(study, annotator, assignment, None))
+            return unit_render(request, _item_context(study, annotator, assignment, None), seed=annotator.order_seed)
         context = _item_context(study, annotator, assignment, RatingForm(study=study))
         return render(request, "annotations/item.html", context)
 
@@ -326,7 +328,8 @@ def item(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -
         messages.info(request, ALREADY_RECORDED)
         return redirect("annotations:next", slug=study.slug)
     if comparative:
-        return unit_render(request, _item_context(study, annotator, assignment, form), status=400)
+        return unit_render(request, _item_context(study, annotator, assignment, form), seed=annotator.order_seed,
+                           status=400)
     return render(request, "annotations/item.html", _item_context(study, annotator, assignment, form), status=400)
 
 
@@ -457,8 +460,17 @@ def preview(request: HttpRequest, study: Study) -> HttpResponse:
 def preview_item(request: HttpRequest, study: Study, number: int) -> HttpResponse:
     """Item `number` of what a participant would see. A rating is validated like a real one, then dropped."""
     item = _preview_item(study, number)
-    form = RatingForm(request.POST if request.method == "POST" else None, study=study)
-    if request.method == "POST" and form.is_valid():
+    comparative = study.kind != Study.Kind.LIKERT
+    form = (ChoiceForm if comparative else RatingForm)(request.POST if request.method == "POST" else None, study=study)
+    valid = request.method == "POST" and form.is_valid()
+    if valid and comparative:
+        try:  # checked like a real choice, then dropped
+            choice_parse(study=study, item=item, best=form.cleaned_data["best"], worst=form.cleaned_data["worst"],
+                         seed=PREVIEW_SEED)
+        except RatingInvalid as exc:
+            form.add_error(None, str(exc))
+            valid = False
+    if valid:
         if number >= len(study_preview_items(study=study)):
             return redirect("annotations:preview_done", slug=study.slug)
         return redirect("annotations:preview_item", slug=study.slug, number=number + 1)
@@ -466,7 +478,10 @@ def preview_item(request: HttpRequest, study: Study, number: int) -> HttpRespons
     image_url = reverse("annotations:preview_image", kwargs={"slug": study.slug, "number": number})
     context = {**_item_page(study, item, form, done=number - 1, total=total, image_url=image_url),
                "preview": True, "finish_url": reverse("annotations:preview_done", kwargs={"slug": study.slug})}
-    return render(request, "annotations/item.html", context, status=400 if request.method == "POST" else 200)
+    status = 400 if request.method == "POST" else 200
+    if comparative:
+        return unit_render(request, context, seed=PREVIEW_SEED, status=status)
+    return render(request, "annotations/item.html", context, status=status)
 
 
 @require_GET

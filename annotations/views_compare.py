@@ -10,11 +10,12 @@ from .models import Study
 from .services.units import unit_display_order
 
 
-def unit_render(request: HttpRequest, context: dict[str, Any], *, status: int = 200) -> HttpResponse:
-    """Show a unit's descriptions in this annotator's own order; nothing on the page names a system."""
+def unit_render(request: HttpRequest, context: dict[str, Any], *, seed: int, status: int = 200) -> HttpResponse:
+    """Show a unit's descriptions in the order `seed` gives (the annotator's own; the preview's 0);
+    nothing on the page names a system."""
     study: Study = context["study"]
     item = context["item"]
-    options = unit_display_order(seed=context["annotator"].order_seed, item_id=item.pk, options=list(item.options.all()))
+    options = unit_display_order(seed=seed, item_id=item.pk, options=list(item.options.all()))
     form = context["form"]
     data = form.data if form is not None and form.is_bound else {}
     context = context | {

@@ -210,3 +210,55 @@ def test_it_creates_a_bws_study_from_the_command_and_reports_the_design(systems_
         call_command("create_study", "--name", "Pairs", "--dataset", "faces", "--kind", "pairwise",
                      "--owner", researcher.username, "--gold-unit", "a|b|c")
     assert not Study.objects.filter(name="Pairs").exists()
+
+
+def test_it_creates_and_edits_a_bws_study_from_the_web_form(systems_on_faces, researcher) -> None:
+    systems_on_faces(samples=2, systems=5)
+    client = Client()
+    client.force_login(researcher)
+    page = client.get("/studies/new/").content.decode()
+    assert "Best–worst scaling" in page and "Pairwise choice" in page
+    data = {
+        "name": "Web BWS", "kind": "bws", "unit_appearances": 4, "gold_units": "Right|a|b|Wrong",
+        "question": "How well does this description match the person's emotional expression?",
+        "task": "describe", "scale_min": 1, "scale_max": 5, "raters_per_item": 2, "items_per_participant": 5,
+        "assignment_timeout_minutes": 20, "show_image": "on", "consent_text": "We store your choices.",
+        "max_failed_checks": 0, "min_median_seconds": 0, "failed_check_action": "warn", "completion_code": "BWS-1",
+        "completion_url_template": "", "early_finish": "partial", "partial_completion_code": "BWS-P",
+        "pay_currency": "GBP",
+    }
+    response = client.post("/studies/new/", data)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    study = Study.objects.get()
+    assert (study.kind, study.unit_appearances) == ("bws", 4)
+    assert study.question.startswith("Which description matches")  # the Likert default was left in the form
+    assert study.items.filter(kind=Item.Kind.NORMAL).count() == 2 * 5  # round(5 × 4 / 4) units per face
+    assert study.items.filter(kind=Item.Kind.GOLD).count() == 1
+    edit = client.get(f"/studies/{study.slug}/edit/").content.decode()
+    assert "Right|a|b|Wrong" in edit
+    response = client.post(f"/studies/{study.slug}/edit/", data | {"kind": "pairwise", "gold_units": "",
+                                                                   "allow_ties": "on"})
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    study.refresh_from_db()
+    assert (study.kind, study.allow_ties) == ("pairwise", True)
+    assert all(item.options.count() == 2 for item in study.items.all())
+    assert study.question.startswith("Which description matches the person's emotional expression better")
+    bad = client.post("/studies/new/", data | {"name": "Bad", "gold_units": "only|three|texts"})
+    assert bad.status_code == 400 and "exactly 4" in bad.content.decode()
+    assert not Study.objects.filter(name="Bad").exists()
+
+
+def test_it_previews_a_bws_study_without_storing_anything(systems_on_faces, researcher) -> None:
+    systems_on_faces(samples=1, systems=4)
+    study = comparative_study(Study.Kind.BWS, owner=researcher)
+    client = Client()
+    client.force_login(researcher)
+    page = client.get(f"/studies/{study.slug}/preview/item/1/").content.decode()
+    assert "Preview:" in page and "1–4 for the <strong>best</strong>" in page
+    ids = page_option_ids(page)
+    assert client.get(f"/studies/{study.slug}/preview/item/1/image").status_code == 200
+    same = client.post(f"/studies/{study.slug}/preview/item/1/", {"best": ids[0], "worst": ids[0]})
+    assert same.status_code == 400 and "must be different descriptions" in same.content.decode()
+    done = client.post(f"/studies/{study.slug}/preview/item/1/", {"best": ids[0], "worst": ids[1]})
+    assert done.status_code == 302
+    assert not Rating.objects.exists() and not Annotator.objects.exists()
