@@ -1,15 +1,14 @@
-"""Best–worst and pairwise studies end to end in headless Chromium: participants judge by keyboard on a
-desktop and on a 390×844 phone, the researcher builds the report with scores, CIs and metric agreement."""
+"""Best–worst and pairwise studies end to end in headless Chromium: the researcher creates and opens the study
+on the web, participants judge by keyboard on a desktop and on a 390×844 phone, the researcher builds the
+report with scores, CIs and metric agreement."""
 from __future__ import annotations
 
 import re
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from annotations.models import Rating, Study
-from annotations.services.studies import study_create
 from tests.annotations.comparative_data import (
     SECRET_MODEL,
     SYSTEM_PREFIX,
@@ -41,12 +40,42 @@ def pages(browser):
     phone.close()
 
 
-def _study(kind: str, owner: User, *, systems: int, slug: str, **extra) -> Study:
+def _data(systems: int) -> None:
     generations = make_systems_on_faces(samples=2, systems=systems)
     similarities_add(generations, noise={"sentence": 0.02, "word": 1.5})
-    return study_create(name=f"{kind} e2e", slug=slug, dataset="faces", config_names=[], prompt_names=[], k=2,
-                        open_now=True, kind=kind, owner=owner, consent_text="Your answers are stored anonymously.",
-                        **extra)
+
+
+@pytest.fixture
+def researcher_page(browser, live_server, researcher):
+    """The researcher's own browser (desktop), logged in."""
+    client = Client()
+    client.force_login(researcher)
+    context = browser.new_context(viewport=DESKTOP)
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+def create_on_the_web(page, live_server, *, name: str, kind: str, ties: bool = False) -> Study:
+    """Fill the study form (instrument, k = 2, consent), save the draft, open it from the manage page."""
+    page.goto(f"{live_server.url}/studies/new/")
+    page.fill("#id_name", name)
+    page.select_option("#id_kind", kind)
+    if ties:
+        page.check("#id_allow_ties")
+    page.fill("#id_raters_per_item", "2")
+    page.fill("#id_consent_text", "Your answers are stored anonymously.")
+    with page.expect_navigation():
+        page.click("#save")
+    study = Study.objects.get(name=name)
+    assert (study.kind, study.allow_ties, study.status) == (kind, ties, "draft")
+    with page.expect_navigation():
+        page.click("#open-study")
+    assert page.locator("#study-status").inner_text() == "Open"
+    study.refresh_from_db()
+    return study
 
 
 def _quality(text: str) -> int:
@@ -83,11 +112,7 @@ def judge_pairs_by_keyboard(page, *, ties: int = 0) -> int:
     return judged
 
 
-def _report(page, live_server, researcher: User, study: Study) -> str:
-    client = Client()
-    client.force_login(researcher)
-    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value,
-                               "url": live_server.url}])
+def _report(page, live_server, study: Study) -> str:
     page.goto(f"{live_server.url}/research/studies/{study.slug}/reports/")
     # The build runs inside this request in tests (eager task): 1000 resamples take a while on a busy machine.
     page.get_by_role("button", name="Build report").click(timeout=180_000)
@@ -96,8 +121,9 @@ def _report(page, live_server, researcher: User, study: Study) -> str:
     return page.locator("body").inner_text()
 
 
-def test_it_runs_a_bws_study_by_keyboard_on_desktop_and_phone(pages, live_server, researcher) -> None:
-    study = _study(Study.Kind.BWS, researcher, systems=5, slug="bws-e2e")
+def test_it_runs_a_bws_study_by_keyboard_on_desktop_and_phone(pages, researcher_page, live_server) -> None:
+    _data(systems=5)
+    study = create_on_the_web(researcher_page, live_server, name="BWS e2e", kind="bws")
     units = study.items.count()
     (desktop, desktop_errors), (phone, phone_errors) = pages
     for page, worker in ((desktop, "desk-1"), (phone, "phone-1")):
@@ -116,16 +142,17 @@ def test_it_runs_a_bws_study_by_keyboard_on_desktop_and_phone(pages, live_server
                                                                             "worst__generation__config"))
     assert len(ratings) == 2 * units
     assert all(r.best.generation.config.name > r.worst.generation.config.name for r in ratings)
-    text = _report(desktop, live_server, researcher, study)
+    text = _report(researcher_page, live_server, study)
     assert "Human scores (best–worst scaling)" in text and "Split-half reliability (K&M" in text
     assert "Metric agreement with the raw choices" in text and "Per system (LLM config × prompt)" in text
-    row = desktop.locator("#analysis-included table.choice-agreement tr", has_text="sentence").inner_text()
+    row = researcher_page.locator("#analysis-included table.choice-agreement tr", has_text="sentence").inner_text()
     assert re.search(r"\[\d\.\d{3}, \d\.\d{3}\]", row)  # agreement with a CI
-    assert desktop.locator("#analysis-included table.systems tr").count() == 1 + 5
+    assert researcher_page.locator("#analysis-included table.systems tr").count() == 1 + 5
 
 
-def test_it_runs_a_pairwise_study_with_ties_by_keyboard(pages, live_server, researcher) -> None:
-    study = _study(Study.Kind.PAIRWISE, researcher, systems=3, slug="pair-e2e", allow_ties=True)
+def test_it_runs_a_pairwise_study_with_ties_by_keyboard(pages, researcher_page, live_server) -> None:
+    _data(systems=3)
+    study = create_on_the_web(researcher_page, live_server, name="Pairwise e2e", kind="pairwise", ties=True)
     units = study.items.count()
     (desktop, desktop_errors), (phone, phone_errors) = pages
     for page, worker in ((desktop, "desk-2"), (phone, "phone-2")):
@@ -138,6 +165,6 @@ def test_it_runs_a_pairwise_study_with_ties_by_keyboard(pages, live_server, rese
     assert desktop_errors == [] and phone_errors == []
     ties = Rating.objects.filter(item__study=study, best__isnull=True)
     assert ties.count() == 1
-    text = _report(desktop, live_server, researcher, study)
+    text = _report(researcher_page, live_server, study)
     assert "Human scores (pairwise)" in text and "Bradley–Terry" in text
     assert "Metric agreement with the raw choices" in text
