@@ -53,7 +53,7 @@ class RatingForm(SingleValueForm):
         self.fields["value"].error_messages["required"] = "Choose a rating before submitting."
 
 
-class ChoiceForm(forms.Form):
+class ChoiceForm(SingleValueForm):
     """A best–worst (best, worst) or pairwise (best = the preferred option or "tie") answer; the service checks it."""
 
     best = forms.CharField(required=False, max_length=20)
@@ -65,7 +65,7 @@ class ChoiceForm(forms.Form):
         self.study = study
 
 
-class StudyStatusForm(forms.Form):
+class StudyStatusForm(SingleValueForm):
     status = forms.ChoiceField(choices=Study.Status.choices)
 
 

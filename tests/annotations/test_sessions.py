@@ -210,3 +210,20 @@ def test_it_counts_check_items_outside_the_budget(study, join_annotator) -> None
         seen.append(assignment.item.kind)
         rating_submit(annotator=annotator, assignment_token=assignment.token, value=2)
     assert sorted(seen) == [Item.Kind.ATTENTION, Item.Kind.NORMAL]
+
+
+@pytest.mark.parametrize(("form_class", "body", "field"), [
+    ("RatingForm", "value=3&value=5", "value"),
+    ("ChoiceForm", "best=1&best=2&worst=3", "best"),
+    ("ConsentForm", "agree=on&agree=on", "agree"),
+    ("StudyStatusForm", "status=open&status=closed", "status"),
+])
+def test_it_refuses_a_field_sent_twice_on_every_participant_and_status_form(study, form_class, body, field) -> None:
+    from django.http import QueryDict
+
+    from annotations import forms
+
+    cls = getattr(forms, form_class)
+    form = cls(QueryDict(body), study=study) if form_class in ("RatingForm", "ChoiceForm") else cls(QueryDict(body))
+    assert not form.is_valid()
+    assert "This field was sent more than once." in form.errors[field]
