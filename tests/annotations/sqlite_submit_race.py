@@ -1,5 +1,5 @@
-"""Run as a script (by test_sqlite_submits.py): on a fresh SQLite file, 20 threads post the same rating of
-one assignment at once, as a double-clicking participant's browser would; prints the status codes as JSON.
+"""Run as a script (by test_sqlite_submits.py): on a fresh SQLite file, RACE_THREADS (20) threads post the
+same rating of one assignment at once, as a double-clicking participant's browser would; prints the status codes as JSON.
 
 A script, not a test: the test suite runs on PostgreSQL, and the SQLite settings are what is under test.
 """
@@ -25,7 +25,7 @@ from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler 
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.test import Client  # noqa: E402
 
-THREADS = 20
+THREADS = int(os.environ.get("RACE_THREADS", "20"))
 
 
 def main() -> None:
@@ -54,13 +54,14 @@ def main() -> None:
     cookie = "; ".join(f"{key}={morsel.value}" for key, morsel in client.cookies.items())
     # A real threaded server (as `runserver` in the demo): requests run in parallel threads, each with
     # its own SQLite connection, which is where "database is locked" came from.
+    ThreadedWSGIServer.request_queue_size = 256  # the default backlog (5) resets connections of a burst
     server = ThreadedWSGIServer(("127.0.0.1", 0), WSGIRequestHandler, allow_reuse_address=True)
     server.set_app(get_wsgi_application())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}{location}"
     body = urllib.parse.urlencode({"value": "4", "csrfmiddlewaretoken": token}).encode()
     start = threading.Barrier(THREADS)
-    codes: list[int] = []
+    codes: list[int | str] = []
     lock = threading.Lock()
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -77,6 +78,8 @@ def main() -> None:
             code = opener.open(request, timeout=60).status
         except urllib.error.HTTPError as exc:
             code = exc.code
+        except OSError as exc:  # the connection itself failed: reported, never silently dropped
+            code = f"{type(exc).__name__}"
         with lock:
             codes.append(code)
 
@@ -86,7 +89,7 @@ def main() -> None:
     for thread in threads:
         thread.join()
     server.shutdown()
-    print(json.dumps({"codes": sorted(codes), "ratings": Rating.objects.filter(item__study=study).count(),
+    print(json.dumps({"codes": sorted(codes, key=str), "ratings": Rating.objects.filter(item__study=study).count(),
                       "submitted": Assignment.objects.filter(status="submitted").count(),
                       "study": Study.objects.get().slug}))
 
