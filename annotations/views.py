@@ -74,8 +74,11 @@ PREVIEW_SEED = 0  # the preview shows a unit's descriptions in one fixed shuffle
 ALREADY_RECORDED = "Your rating for that item was already recorded; a submitted rating is final."
 
 
+SESSION_PREFIX = "annotations.annotator."
+
+
 def _session_key(study: Study) -> str:
-    return f"annotations.annotator.{study.pk}"
+    return f"{SESSION_PREFIX}{study.pk}"
 
 
 def _message_page(request: HttpRequest, *, title: str, body: str, status: int = 200, **extra: Any) -> HttpResponse:
@@ -100,6 +103,27 @@ def annotator_for_request(request: HttpRequest, study: Study) -> Annotator | Non
     return None
 
 
+def _session_annotator(request: HttpRequest, slug: str) -> Annotator | None:
+    """This browser's crowd annotator in the study `slug`, read with its study in one query.
+
+    The session is keyed by study id, which is not known before the study is read; so every annotator
+    id the session holds is looked up at once, restricted to this slug, and the match must be the one
+    stored under its own study's key. Same rules as annotator_for_request + _participant_study: no
+    draft study, no erased participant.
+    """
+    ids = [value for key, value in request.session.items()
+           if key.startswith(SESSION_PREFIX) and isinstance(value, int) and not isinstance(value, bool)]
+    if not ids:
+        return None
+    candidates = (Annotator.objects.select_related("study")
+                  .filter(pk__in=ids, study__slug=slug, identity_erased_at__isnull=True)
+                  .exclude(study__status=Study.Status.DRAFT))
+    for annotator in candidates:
+        if request.session.get(_session_key(annotator.study)) == annotator.pk:
+            return annotator
+    return None
+
+
 def _participant_study(slug: str) -> Study:
     # A draft is not public yet: its join and rating pages do not exist (not even its name shows).
     return get_object_or_404(Study.objects.exclude(status=Study.Status.DRAFT), slug=slug)
@@ -110,6 +134,10 @@ def annotator_required(view: AnnotatorView) -> AnnotatorView:
 
     @wraps(view)
     def wrapper(request: HttpRequest, slug: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        # The hot path (a crowd participant rating): study and annotator in one query.
+        annotator = _session_annotator(request, slug)
+        if annotator is not None:
+            return view(request, annotator.study, annotator, *args, **kwargs)
         study = _participant_study(slug)
         annotator = annotator_for_request(request, study)
         if annotator is None:
@@ -216,6 +244,11 @@ def next_item(request: HttpRequest, study: Study, annotator: Annotator) -> HttpR
         return redirect("annotations:consent", slug=study.slug)
     if annotator.completed_at is not None:
         return redirect("annotations:done", slug=study.slug)
+    return _to_next_item(request, study, annotator)
+
+
+def _to_next_item(request: HttpRequest, study: Study, annotator: Annotator) -> HttpResponse:
+    """Claim the annotator's next item and send them to its page (or to the end of their session)."""
     assignment = assignment_next(annotator=annotator)
     if assignment is not None:
         return redirect("annotations:item", slug=study.slug, token=assignment.token)
@@ -322,7 +355,7 @@ def item(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -
         except RatingInvalid as exc:
             form.add_error(None if comparative else "value", str(exc))
         else:
-            return _after_submit(request, study, result)
+            return _after_submit(request, study, annotator, result)
     assignment = _own_assignment(annotator, study, token)
     if assignment.status == Assignment.Status.SUBMITTED:
         messages.info(request, ALREADY_RECORDED)
@@ -333,14 +366,16 @@ def item(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -
     return render(request, "annotations/item.html", _item_context(study, annotator, assignment, form), status=400)
 
 
-def _after_submit(request: HttpRequest, study: Study, result: SubmitResult) -> HttpResponse:
+def _after_submit(request: HttpRequest, study: Study, annotator: Annotator, result: SubmitResult) -> HttpResponse:
     if not result.created:
         messages.info(request, ALREADY_RECORDED)
     elif result.session_ended:
         return redirect("annotations:done", slug=study.slug)
     elif result.check_failed and study.failed_check_action == "warn":
         messages.warning(request, "That answer did not match an attention check. Please read each item carefully.")
-    return redirect("annotations:next", slug=study.slug)
+    # Straight to the next item's page: two requests per item (submit, page) instead of a detour
+    # through the assignment redirect.
+    return _to_next_item(request, study, annotator)
 
 
 @require_GET

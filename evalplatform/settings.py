@@ -187,6 +187,10 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# With a shared cache (Redis), sessions are read from it and written through to the database, so a rating
+# page does not query the session table (docs/annotation.md). A per-process cache could serve one worker a
+# stale copy of a session another worker changed, so without Redis they stay in the database.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db" if REDIS_URL else "django.contrib.sessions.backends.db"
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"
