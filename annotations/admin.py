@@ -127,7 +127,7 @@ class StudyAdmin(admin.ModelAdmin):
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Study], status: str) -> None:
         for study in queryset:
             try:
-                study_status_set(study=study, status=status)
+                study_status_set(study=study, status=status, by=request.user)
             except StudyInvalid as exc:
                 messages.error(request, f"{study}: {exc}")
 

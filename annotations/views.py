@@ -462,7 +462,7 @@ def study_status(request: HttpRequest, study: Study) -> HttpResponse:
         messages.error(request, "Unknown status.")
     else:
         try:
-            study_status_set(study=study, status=form.cleaned_data["status"])
+            study_status_set(study=study, status=form.cleaned_data["status"], by=request.user)
             messages.success(request, f"Study is now {study.get_status_display().lower()}.")
         except StudyInvalid as exc:
             messages.error(request, str(exc))

@@ -38,9 +38,29 @@ from annotations.participants import (
 )
 from annotations.services.tokens import api_token_authenticate
 from annotations.tasks import study_report_build_task
+from audit.models import AuditEvent
+from audit.services import audit_record
 
 # The reports serve stored HTML: forbid scripts and remote loads outright, whatever it contains.
 REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+
+
+def download_audited(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Record each successful download of a study's data in the audit log (who, which file, from where).
+    Access was checked by the view: only a 200 attachment is recorded."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, slug: str, **kwargs: Any) -> HttpResponse:
+        response = view(request, slug, **kwargs)
+        disposition = response.get("Content-Disposition", "")
+        if response.status_code == 200 and disposition.startswith("attachment"):
+            filename = disposition.partition("filename=")[2].strip('"')
+            study = Study.objects.get(slug=slug)
+            audit_record(action=AuditEvent.Action.EXPORT_DOWNLOADED, target=study, request=request,
+                         summary=f"downloaded {filename}")
+        return response
+
+    return wrapper
 
 
 def _attachment(body: str, content_type: str, filename: str) -> HttpResponse:
@@ -81,6 +101,7 @@ def report_detail(request: HttpRequest, slug: str, version: int) -> HttpResponse
 
 @login_required
 @require_GET
+@download_audited
 def report_download(request: HttpRequest, slug: str, version: int, fmt: str) -> HttpResponse:
     study = study_get_visible(user=request.user, slug=slug)
     report = get_object_or_404(Report, study=study, version=version)
@@ -103,6 +124,7 @@ def _export(rows: list[dict[str, Any]], columns: list[str], *, study: Study, nam
 
 @login_required
 @require_GET
+@download_audited
 def export_ratings(request: HttpRequest, slug: str, fmt: str = "csv") -> HttpResponse:
     study = study_get_visible(user=request.user, slug=slug)
     return _export(study_ratings_rows(study=study), RATING_COLUMNS, study=study, name="ratings", fmt=fmt)
@@ -110,6 +132,7 @@ def export_ratings(request: HttpRequest, slug: str, fmt: str = "csv") -> HttpRes
 
 @login_required
 @require_GET
+@download_audited
 def export_items(request: HttpRequest, slug: str, fmt: str = "csv") -> HttpResponse:
     study = study_get_visible(user=request.user, slug=slug)
     rows, columns = study_item_rows(study=study)
@@ -118,6 +141,7 @@ def export_items(request: HttpRequest, slug: str, fmt: str = "csv") -> HttpRespo
 
 @login_required
 @require_GET
+@download_audited
 def export_payment(request: HttpRequest, slug: str) -> HttpResponse:
     """The explicit "for payment" export: the only download with raw platform ids."""
     study = study_get_visible(user=request.user, slug=slug)
@@ -133,6 +157,7 @@ def _participant_or_message(request: HttpRequest, study: Study) -> Any:
 
 @login_required
 @require_POST
+@download_audited
 def participant_export_view(request: HttpRequest, slug: str) -> HttpResponse:
     """Data-subject access request: everything stored about one participant, as JSON."""
     study = study_get_visible(user=request.user, slug=slug)
@@ -158,6 +183,7 @@ def participant_erase_view(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
+@download_audited
 def export_choices(request: HttpRequest, slug: str) -> HttpResponse:
     """Best–worst / pairwise raw choices, long format: one row per description shown in a submitted unit."""
     study = study_get_visible(user=request.user, slug=slug)
@@ -167,6 +193,7 @@ def export_choices(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_GET
+@download_audited
 def export_scores(request: HttpRequest, slug: str) -> HttpResponse:
     """Per description: counting and Bradley–Terry scores with CIs (annotators not excluded)."""
     study = study_get_visible(user=request.user, slug=slug)
@@ -200,6 +227,9 @@ def token_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonRespo
             study = study_get_visible(user=token.user, slug=slug)
         except Http404:
             return _api_error(404, f"no study {slug!r}")
+        audit_record(action=AuditEvent.Action.API_USED, target=study, actor=token.user, request=request,
+                     summary=f"API {request.path.removeprefix(f'/research/api/studies/{slug}/')} "
+                             f"with token {token.prefix}…")
         return view(request, study, **kwargs)
 
     return wrapper

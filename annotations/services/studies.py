@@ -13,6 +13,8 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils.text import slugify
 
+from audit.models import AuditEvent
+from audit.services import audit_record
 from inference.models import Dataset, Generation, LLMConfig, PromptTemplate
 
 from ..models import PROLIFIC_COMPLETION_URL, Item, Study, UnitOption
@@ -527,15 +529,19 @@ def study_duplicate(*, study: Study, owner: AbstractBaseUser) -> Study:
     return copy
 
 
-def study_status_set(*, study: Study, status: str) -> Study:
+def study_status_set(*, study: Study, status: str, by: Any = None) -> Study:
     """Open, pause or close a study. A draft with no items cannot open (annotators would land on nothing);
-    nothing goes back to draft (participants may have seen it)."""
+    nothing goes back to draft (participants may have seen it). The change is audited (`by`: the user)."""
     if status not in Study.Status.values:
         raise StudyInvalid(f"unknown study status {status!r}")
     if status == Study.Status.DRAFT and study.status != Study.Status.DRAFT:
         raise StudyInvalid("a study that was opened cannot go back to draft; duplicate it instead")
     if status == Study.Status.OPEN and not study.items.exists():
         raise StudyInvalid("a study with no items cannot be opened")
-    Study.objects.filter(pk=study.pk).update(status=status)
+    old = study.status
+    with transaction.atomic():
+        Study.objects.filter(pk=study.pk).update(status=status)
+        audit_record(action=AuditEvent.Action.STUDY_STATUS, target=study, actor=by,
+                     summary=f"status {old} → {status}", details={"from": old, "to": status})
     study.status = status
     return study

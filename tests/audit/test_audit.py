@@ -8,6 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from annotations.reports import study_report_build
+from annotations.services.tokens import api_token_create
 from audit.models import AuditEvent
 from inference.models import Batch, BatchChunk, Dataset, Sample
 from inference.services.batches import batch_queue
@@ -82,3 +83,47 @@ def test_the_admin_shows_events_read_only(client: Client, admin_user: User, data
     assert change.status_code == 403
     event.refresh_from_db()
     assert event.summary.startswith("queued batch")
+
+
+@pytest.fixture
+def owned_study(researcher: User):
+    return study_make(owner=researcher, items=4, raters=2, excluded_raters=0)
+
+
+def test_it_records_status_changes_from_the_manage_page_and_shows_them_there(client: Client, researcher: User,
+                                                                             owned_study) -> None:
+    client.force_login(researcher)
+    client.post(f"/studies/{owned_study.slug}/manage/status", {"status": "paused"}, REMOTE_ADDR="192.0.2.9")
+    event = AuditEvent.objects.get(action="study.status")
+    assert (event.study_id, event.actor, event.summary, event.ip_address) == (
+        owned_study.pk, researcher, "status open → paused", "192.0.2.9")
+    page = client.get(f"/studies/{owned_study.slug}/manage/").content.decode()
+    assert 'id="audit-log"' in page and "status open → paused" in page
+
+
+def test_it_records_status_changes_from_the_admin(client: Client, admin_user: User, owned_study) -> None:
+    client.force_login(admin_user)
+    client.post("/admin/annotations/study/", {"action": "close_studies", "_selected_action": [owned_study.pk]})
+    event = AuditEvent.objects.get(action="study.status")
+    assert event.actor == admin_user and event.summary == "status open → closed"
+
+
+def test_it_records_each_export_download_but_not_a_refused_one(client: Client, researcher: User, owned_study,
+                                                                outsider: User) -> None:
+    client.force_login(researcher)
+    for path in ("exports/ratings.csv", "exports/items.csv", "exports/payment.csv"):
+        assert client.get(f"/research/studies/{owned_study.slug}/{path}").status_code == 200
+    summaries = sorted(AuditEvent.objects.filter(action="export.downloaded").values_list("summary", flat=True))
+    assert summaries == [f"downloaded {owned_study.slug}-{name}.csv" for name in ("items", "payment", "ratings")]
+    client.force_login(outsider)
+    assert client.get(f"/research/studies/{owned_study.slug}/exports/ratings.csv").status_code == 404
+    assert AuditEvent.objects.filter(action="export.downloaded").count() == 3
+
+
+def test_it_records_api_use_with_the_token(client: Client, researcher: User, owned_study) -> None:
+    token, key = api_token_create(user=researcher, name="notebook")
+    client.get(f"/research/api/studies/{owned_study.slug}/items", HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.get(f"/research/api/studies/{owned_study.slug}/items", HTTP_AUTHORIZATION="Bearer wrong")
+    event = AuditEvent.objects.get(action="api.used")
+    assert (event.actor, event.study_id) == (researcher, owned_study.pk)
+    assert event.summary == f"API items with token {token.prefix}…"
