@@ -60,6 +60,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL.")
     parser.add_argument("--json", help="Also write the figures to this JSON file.")
     parser.add_argument("--peers", action="store_true", help="Run the same load against Potato too.")
+    parser.add_argument("--redis", default=os.environ.get("REDIS_URL", ""),
+                        help="Redis URL for the cache and sessions, as deployed (default: $REDIS_URL; empty: none).")
     parser.add_argument("--saturate", action="store_true",
                         help="Saturation run at --rate, then ours again at half its saturation (p99 goal).")
     args = parser.parse_args()
@@ -81,7 +83,7 @@ def server_env(args: argparse.Namespace, data_dir: str) -> dict[str, str]:
     env.update({
         "DJANGO_SETTINGS_MODULE": "evalplatform.settings", "DATABASE_URL": f"{args.pg}/{DB_NAME}",
         "DEBUG": "0", "SECRET_KEY": "benchmark-only-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
-        "DB_CONN_MAX_AGE": "60", "REDIS_URL": "", "CELERY_TASK_ALWAYS_EAGER": "1", "DATA_DIR": data_dir,
+        "DB_CONN_MAX_AGE": "60", "REDIS_URL": args.redis, "CELERY_TASK_ALWAYS_EAGER": "1", "DATA_DIR": data_dir,
         "LOG_LEVEL": "WARNING",
     })
     return env
