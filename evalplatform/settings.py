@@ -119,8 +119,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # submit) each hold a read lock and fail at once with "database is locked" when upgrading: 20 identical
     # parallel submits gave a 500. IMMEDIATE takes the write lock when a transaction begins, so writers queue
     # (up to `timeout` seconds) instead; WAL lets pages keep reading while one writes.
+    # The demo's embedded worker writes to the same file, so writers wait up to 30 s.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -193,9 +194,13 @@ else:
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db" if REDIS_URL else "django.contrib.sessions.backends.db"
 
 # --- Celery -------------------------------------------------------------------------------------
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Without REDIS_URL the broker is embedded: kombu's filesystem transport over files in DATA_DIR/broker, so
+# the demo runs a real worker (`manage.py embedded_worker`, started by scripts/demo.sh) with no server.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_BROKER_FOLDER = Path(env_str("CELERY_BROKER_FOLDER", str(DATA_DIR / "broker")))
 CELERY_RESULT_BACKEND = None  # the web reads Batch rows, never Celery result state
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
+# Tasks run inside the caller only where a test asks for it (settings_test); everywhere else a worker runs them.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -208,6 +213,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis redelivers an unacknowledged (acks_late) message after this many seconds; it must exceed the
 # longest task so a slow chunk is not run twice while still alive.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Producer and worker share one folder of message files (one machine); processed messages are deleted.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"), "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
+        "control_folder": str(CELERY_BROKER_FOLDER / "control"), "store_processed": False,
+    }
+    for _folder in ("queue", "control"):
+        (CELERY_BROKER_FOLDER / _folder).mkdir(parents=True, exist_ok=True)
 # No CELERY_TASK_ROUTES: a batch chunk is sent to its stage's queue (va, llm, embed) as named in the
 # stage registry, inference/stages.py; everything else runs on `default`.
 CELERY_BEAT_SCHEDULE = {

@@ -128,3 +128,49 @@ def stop_worker(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def embedded_broker(settings, tmp_path) -> Iterator[Path]:
+    """Switch this process's Celery app to the demo's embedded broker (kombu filesystem transport) in a
+    temporary folder, not eager; yields the folder the message files are written to."""
+    from evalplatform.celery import app
+
+    folder = tmp_path / "broker"
+    options = {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
+               "control_folder": str(folder / "control"), "store_processed": False}
+    for sub in ("queue", "control"):
+        (folder / sub).mkdir(parents=True)
+    saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = "filesystem://", options, False
+    broker_pools_reset(app)
+    try:
+        yield folder
+    finally:
+        app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = saved
+        broker_pools_reset(app)
+
+
+@pytest.fixture
+def embedded_worker_process(transactional_db, embedded_broker, settings, tmp_path) -> Iterator[subprocess.Popen]:
+    """`manage.py embedded_worker` (what scripts/demo.sh runs) on the embedded broker's folder and the test
+    database: one thread, so chunks finish one after another as in a small demo machine."""
+    env = _worker_env()
+    env.update({"CELERY_BROKER_URL": "filesystem://", "CELERY_BROKER_FOLDER": str(embedded_broker),
+                "MEDIA_ROOT": str(settings.MEDIA_ROOT), "DATA_DIR": str(tmp_path)})
+    env.pop("REDIS_URL", None)
+    log_path = tmp_path / "embedded-worker.log"
+    log = open(log_path, "ab")
+    proc = subprocess.Popen([sys.executable, "manage.py", "embedded_worker", "--concurrency", "1", "--no-beat"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while b"ready." not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_worker(proc)
+            raise RuntimeError(f"embedded worker did not start; see {log_path}:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    try:
+        yield proc
+    finally:
+        stop_worker(proc)

@@ -175,6 +175,19 @@ def batch_stages_preview(*, stages: list[str], spec: PlanInput) -> list[dict[str
     return preview
 
 
+def batch_stages_todo(*, stages: list[str], spec: PlanInput) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """The stages from the first one with work to do, and every stage's preview by name.
+
+    Later stages depend on earlier ones, so only a leading run of complete stages (everything reused)
+    can be left out; [] when nothing at all is missing. A leading stage that cannot start for lack of
+    input (no samples, no VA yet) is kept, so queueing it explains why."""
+    previews = {p["stage"]: p for p in batch_stages_preview(stages=stages, spec=spec)}
+    start = 0
+    while start < len(stages) and not previews[stages[start]]["items"] and previews[stages[start]]["reused"]:
+        start += 1
+    return stages[start:], previews
+
+
 # --- planning -------------------------------------------------------------------------------------
 
 

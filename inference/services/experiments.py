@@ -35,8 +35,8 @@ from inference.services.batches import (
     BatchInvalid,
     batch_queue,
     batch_run_inline,
-    batch_stages_preview,
     batch_stages_ready,
+    batch_stages_todo,
 )
 from inference.services.llm import llm_config_defaults_ensure, prompt_defaults_ensure
 from inference.services.similarity import similarity_by_generation
@@ -173,14 +173,15 @@ def experiment_run(*, dataset: str | int, va_source: str, configs: str | Sequenc
         batch_stages_ready(stages=list(stage_names), spec=plan_input)
     except BatchInvalid as exc:
         raise ExperimentInputError(str(exc)) from exc
-    previews = {p["stage"]: p for p in batch_stages_preview(stages=list(stage_names), spec=plan_input)}
-    # Later stages depend on earlier ones, so only a leading run of finished stages can be skipped.
-    start = next((i for i, name in enumerate(stage_names) if previews[name]["items"]), len(stage_names))
+    todo, previews = batch_stages_todo(stages=[str(name) for name in stage_names], spec=plan_input)
     batch = None
-    if start < len(stage_names):
-        batch = batch_queue(dataset=spec.dataset, stages=list(stage_names[start:]), va_source=spec.va_source,
-                            configs=spec.configs, prompts=spec.prompts, embedders=spec.embedders,
-                            chunk_size=VA_CHUNK_SIZE, created_by=created_by, inline=True)
+    if todo:
+        try:
+            batch = batch_queue(dataset=spec.dataset, stages=todo, va_source=spec.va_source,
+                                configs=spec.configs, prompts=spec.prompts, embedders=spec.embedders,
+                                chunk_size=VA_CHUNK_SIZE, created_by=created_by, inline=True)
+        except BatchInvalid as exc:
+            raise ExperimentInputError(str(exc)) from exc
         log(f"batch {batch.pk}: {' → '.join(batch.stages)} (in this process)")
         batch = batch_run_inline(batch_id=batch.pk)
     stages: dict[str, Any] = {"batch": batch.pk if batch else None}
@@ -191,9 +192,10 @@ def experiment_run(*, dataset: str | int, va_source: str, configs: str | Sequenc
     if Batch.Stage.SIMILARITY not in stage_names:
         stages["similarity"] = {"skipped": "no embedders or no describe prompt"}
     else:
-        note = ((batch.plan or {}).get(Batch.Stage.SIMILARITY, {}).get("note") if batch is not None
-                else previews[Batch.Stage.SIMILARITY]["note"])
-        if note and "already scored" not in note:
+        planned = (batch.plan or {}).get(Batch.Stage.SIMILARITY) if batch is not None else None
+        plan = planned or previews[Batch.Stage.SIMILARITY]
+        note = plan["note"]
+        if note and not plan["reused"]:  # nothing to do for lack of input, not because all is scored
             log(f"similarity skipped: {note}")
             stages["similarity"] = {"skipped": note}
         else:

@@ -1,6 +1,8 @@
 """Admin: every inference model is browsable; batches are queued through a form and acted on."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.urls import reverse
 
@@ -144,3 +146,50 @@ def test_it_retries_and_cancels_with_admin_actions(admin_client, rows, django_ca
     page = admin_client.post(changelist, {"action": "cancel_batches", "_selected_action": [batch.pk]},
                              follow=True).content.decode()
     assert f"Not cancelled: {batch.pk} (only a queued or running batch can be cancelled)." in page
+
+
+def test_it_queues_the_batch_in_the_request_and_leaves_the_work_to_the_worker(admin_client, rows, embedded_broker,
+                                                                              django_capture_on_commit_callbacks) -> None:
+    form = {"dataset": rows["dataset"].pk, "stages": ["va", "generate"], "va_source": "expression",
+            "configs": [rows["config"].pk], "prompts": [rows["prompt"].pk], "chunk_size": 8}
+    started = time.perf_counter()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(reverse("admin:inference_batch_add"), form, follow=True)
+    elapsed = time.perf_counter() - started
+    batch = Batch.objects.exclude(pk=rows["batch"].pk).get()
+    batch.refresh_from_db()
+    # Queued, not run: the message waits in the embedded broker's folder for the worker.
+    assert (batch.status, batch.done, batch.total) == ("queued", 0, 1)
+    assert not VAEstimate.objects.filter(source="expression").exists()
+    assert len(list((embedded_broker / "queue").iterdir())) == 1
+    assert elapsed < 1.0, f"the form took {elapsed:.2f} s"
+    page = response.content.decode()
+    assert f"Batch {batch.pk} queued: 1 item(s) to do in VA extraction" in page
+    assert "later stages are planned when the one before finishes" in page
+
+
+def test_it_refuses_facechannel_without_weights_naming_the_setting(admin_client, rows, settings) -> None:
+    settings.FACECHANNEL_WEIGHTS = ""
+    form = {"dataset": rows["dataset"].pk, "stages": ["va"], "va_source": "facechannel", "chunk_size": 8}
+    response = admin_client.post(reverse("admin:inference_batch_add"), form)
+    assert response.status_code == 200
+    assert "va stage: FACECHANNEL_WEIGHTS is not set" in response.content.decode()
+    assert Batch.objects.count() == 1  # only the fixture's
+
+
+def test_it_previews_what_each_stage_will_plan(admin_client, rows) -> None:
+    form = {"dataset": rows["dataset"].pk, "stages": ["va", "generate", "similarity"], "va_source": "dataset",
+            "configs": [rows["config"].pk], "prompts": [rows["prompt"].pk], "embedders": ["word"], "chunk_size": 8,
+            "preview": "1"}
+    page = admin_client.post(reverse("admin:inference_batch_add"), form).content.decode()
+    assert Batch.objects.count() == 1  # a preview queues nothing
+    assert 'data-stage="va"><td>VA extraction</td><td>0</td><td>1</td>' in page
+    assert "all 1 samples of &#x27;faces&#x27; already have &#x27;dataset&#x27; VA from this model version" in page
+    assert 'data-stage="generate"><td>LLM generation</td><td>0</td><td>1</td>' in page
+
+
+def test_it_explains_a_first_stage_with_nothing_to_do(admin_client, rows) -> None:
+    form = {"dataset": rows["dataset"].pk, "stages": ["va"], "va_source": "dataset", "chunk_size": 8}
+    page = admin_client.post(reverse("admin:inference_batch_add"), form).content.decode()
+    assert "already have &#x27;dataset&#x27; VA from this model version" in page
+    assert Batch.objects.count() == 1

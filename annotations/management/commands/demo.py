@@ -32,9 +32,16 @@ class Command(BaseCommand):
 
     def handle(self, *args, manifest: str | None, skip_llm: bool, raters: int, **options) -> None:
         from inference.models import Batch, Dataset, LLMConfig, PromptTemplate
-        from inference.services.batches import BatchInvalid, batch_progress, batch_queue
+        from inference.services.batches import (
+            BatchInvalid,
+            batch_progress,
+            batch_queue,
+            batch_queued_message,
+            batch_stages_todo,
+        )
         from inference.services.imports import ImportFailed, dataset_import
         from inference.services.llm import llm_config_defaults_ensure, prompt_defaults_ensure
+        from inference.stages import PlanInput
 
         say = self.stdout.write
         call_command("migrate", verbosity=0)
@@ -63,17 +70,29 @@ class Command(BaseCommand):
                    for name in ("describe", "categorize-basic")]
         say(f"      batch: va → generate ({', '.join(configs)} × describe, categorize-basic) → "
             f"similarity ({', '.join(EMBEDDERS)}); results already computed are reused")
-        try:
-            batch = batch_queue(dataset=dataset, stages=["va", "generate", "similarity"], va_source=source,
-                                configs=list(LLMConfig.objects.filter(name__in=configs)), prompts=prompts,
-                                embedders=list(EMBEDDERS))
-        except BatchInvalid as exc:
-            raise CommandError(str(exc)) from exc
-        batch = self._wait(batch, Batch)
-        for stage in batch_progress(batch=batch)["stages"]:
-            say(f"      {stage['stage']}: {stage['done']} done, {stage['failed']} failed")
-        if batch.status != Batch.Status.SUCCEEDED:
-            say(f"      batch {batch.pk} {batch.status}: {batch.error} (details on /pipeline/batches/{batch.pk}/)")
+        config_rows = list(LLMConfig.objects.filter(name__in=configs))
+        spec = PlanInput(dataset_id=dataset.pk, va_source=source, config_ids=[c.pk for c in config_rows],
+                         prompt_ids=[p.pk for p in prompts], embedders=list(EMBEDDERS))
+        stages, previews = batch_stages_todo(stages=["va", "generate", "similarity"], spec=spec)
+        for name, preview in previews.items():
+            if name not in stages:
+                say(f"      {name}: nothing to do ({preview['note']})")
+        if stages:
+            try:
+                batch = batch_queue(dataset=dataset, stages=stages, va_source=source, configs=config_rows,
+                                    prompts=prompts, embedders=list(EMBEDDERS))
+            except BatchInvalid as exc:
+                raise CommandError(str(exc)) from exc
+            say(f"      {batch_queued_message(batch=batch)} Progress: /pipeline/batches/{batch.pk}/")
+            batch = self._wait(batch, Batch)
+            for stage in batch_progress(batch=batch)["stages"]:
+                if stage["planned"]:
+                    say(f"      {stage['stage']}: {stage['done']} done, {stage['failed']} failed"
+                        + (f", {stage['reused']} reused" if stage["reused"] else ""))
+                else:
+                    say(f"      {stage['stage']}: nothing to do ({stage['note'] or 'not reached'})")
+            if batch.status != Batch.Status.SUCCEEDED:
+                say(f"      batch {batch.pk} {batch.status}: {batch.error} (details on /pipeline/batches/{batch.pk}/)")
 
         accounts = self._accounts()
         say(f"[3/4] accounts (password for all: {DEMO_PASSWORD}): {', '.join(accounts)}")
@@ -91,7 +110,7 @@ class Command(BaseCommand):
         say(f"  admin:      demo-admin → {base}/admin/ (batches: /pipeline/batches/)")
 
     def _wait(self, batch, batch_model, timeout_s: float = 3600):
-        """Eager Celery has finished already; with real workers, poll the row until it settles."""
+        """Poll the row until the worker (the embedded one in the demo) has finished it."""
         import time
 
         deadline = time.monotonic() + timeout_s
@@ -102,12 +121,12 @@ class Command(BaseCommand):
                 return batch
             if time.monotonic() - said >= 5:
                 said = time.monotonic()
-                self.stdout.write(f"      waiting for the Celery workers: batch {batch.pk} {batch.current_stage}, "
+                self.stdout.write(f"      waiting for the Celery worker: batch {batch.pk} {batch.current_stage}, "
                                   f"{batch.done + batch.failed}/{batch.total} items "
                                   f"(progress also on /pipeline/batches/{batch.pk}/)")
             if time.monotonic() > deadline:
-                raise CommandError(f"batch {batch.pk} still {batch.status} after {timeout_s:.0f} s; "
-                                   "are the Celery workers running?")
+                raise CommandError(f"batch {batch.pk} still {batch.status} after {timeout_s:.0f} s; is a Celery "
+                                   "worker running (scripts/demo.sh starts `manage.py embedded_worker`)?")
             time.sleep(1)
 
     def _accounts(self) -> list[str]:
