@@ -174,6 +174,9 @@ def experiment_run(*, dataset: str | int, va_source: str, configs: str | Sequenc
     except BatchInvalid as exc:
         raise ExperimentInputError(str(exc)) from exc
     todo, previews = batch_stages_todo(stages=[str(name) for name in stage_names], spec=plan_input)
+    if todo and not previews[todo[0]]["items"]:
+        # The next stage lacks its input (no usable VA, no references): the tables say so in their notes.
+        todo = []
     batch = None
     if todo:
         try:
