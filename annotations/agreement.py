@@ -1,4 +1,4 @@
-"""Agreement statistics as pure functions over arrays (no ORM; CONVENTIONS.md rule 7).
+"""Agreement statistics as pure functions over arrays (no ORM, so each is tested on its own against published values).
 
 Ratings come in long format: one (unit, value) pair per rating, where `unit` is any hashable item id.
 Krippendorff's alpha only needs the values each unit received (who gave them does not matter), so

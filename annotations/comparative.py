@@ -1,6 +1,6 @@
 """Comparative human judgments: best–worst scaling (BWS) and pairwise designs and their scores.
 
-Pure functions over plain Python values and arrays (no ORM; CONVENTIONS.md rule 7).
+Pure functions over plain Python values and arrays (no ORM, so each is tested on its own).
 
 A *unit* is what one judgment is about: a tuple of descriptions of the same sample (4 for BWS, 2 for
 pairwise). A *choice* is one annotator's answer on one unit: the best and the worst description (BWS),

@@ -1,6 +1,6 @@
 """Metric meta-evaluation: does an automatic score agree with human ratings, and which one agrees better?
 
-Pure functions over arrays and dicts (no ORM; CONVENTIONS.md rule 7), used by the study report and
+Pure functions over arrays and dicts (no ORM, so each is tested on its own), used by the study report and
 by `manage.py meta_eval`. As in the WMT metrics shared tasks (Mathur et al. 2020; Freitag et al.
 2021) and Deutsch et al. (2021) on confidence intervals for metric correlations:
 

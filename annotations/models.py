@@ -97,11 +97,13 @@ class Study(models.Model):
     # items, or their median time per item is below the floor.
     max_failed_checks = models.PositiveIntegerField(default=0)
     min_median_seconds = models.FloatField(default=0)
-    failed_check_action = models.CharField(
-        max_length=10,
-        choices=[("continue", "Continue silently"), ("warn", "Show a warning"), ("end", "End the session")],
-        default="warn",
-    )
+    class FailedCheckAction(models.TextChoices):
+        CONTINUE = "continue", "Continue silently"
+        WARN = "warn", "Show a warning"
+        END = "end", "End the session"
+
+    failed_check_action = models.CharField(max_length=10, choices=FailedCheckAction.choices,
+                                           default=FailedCheckAction.WARN)
     assignment_timeout_minutes = models.PositiveIntegerField(default=30)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

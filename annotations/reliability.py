@@ -1,6 +1,6 @@
 """Reliability of the mean human rating, and the ceiling it puts on any metric's correlation with it.
 
-Pure functions over arrays (no ORM; CONVENTIONS.md rule 7). Ratings come in long format
+Pure functions over arrays (no ORM, so each is tested on its own). Ratings come in long format
 (unit, rater, value), as in `annotations.agreement`.
 
 Two estimates of R, the reliability of an item's mean rating over its k raters:

@@ -196,7 +196,7 @@ def annotator_completion(*, annotator: Annotator) -> Completion:
     study = annotator.study
     if annotator.outcome == Annotator.Outcome.ENDED or (
         not annotator.outcome and annotator.excluded and annotator.failed_checks > 0
-        and study.failed_check_action == "end"
+        and study.failed_check_action == Study.FailedCheckAction.END
     ):
         return Completion(code=None, message="An attention check was not answered as instructed, so this study "
                                              "has ended for you. Thank you for your time.")

@@ -1,5 +1,6 @@
 """Orchestration overhead of a Batch: the same VA work (the cheap `dataset` source, so the bookkeeping is
-what shows) run as a batch with eager Celery vs direct calls of the stage service, in the same run.
+what shows) run as a batch with eager Celery, and inline (`batch_run_inline`, what `--inline` and
+run_experiment do), vs direct calls of the stage service, in the same run.
 
 Run:  python benchmarks/batch_overhead.py [--samples 960] [--chunk 16] [--repeats 3]
 Uses a throw-away PostgreSQL test database (evalplatform.settings_test).
@@ -36,7 +37,7 @@ def main() -> None:
         parser.error("--samples, --chunk and --repeats must be positive")
 
     from inference.models import Batch, Dataset, Sample, VAEstimate
-    from inference.services.batches import batch_queue
+    from inference.services.batches import batch_queue, batch_run_inline
     from inference.services.va import va_extract_samples
 
     name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
@@ -47,7 +48,7 @@ def main() -> None:
                    height=1, gt_valence=0.1, gt_arousal=0.2) for i in range(args.samples))
         ids = list(dataset.samples.order_by("id").values_list("id", flat=True))
         chunks = -(-args.samples // args.chunk)
-        direct_times, batch_times = [], []
+        direct_times, batch_times, inline_times = [], [], []
         for _ in range(args.repeats):
             VAEstimate.objects.all().delete()
             started = time.perf_counter()
@@ -62,11 +63,23 @@ def main() -> None:
             batch.refresh_from_db()
             if (batch.status, batch.done) != (Batch.Status.SUCCEEDED, args.samples):
                 raise SystemExit(f"batch ended {batch.status} with {batch.done} done")
+
+            VAEstimate.objects.all().delete()
+            started = time.perf_counter()
+            batch = batch_queue(dataset=dataset, stages=["va"], va_source="dataset", chunk_size=args.chunk,
+                                inline=True)
+            batch = batch_run_inline(batch_id=batch.pk)
+            inline_times.append(time.perf_counter() - started)
+            if (batch.status, batch.done) != (Batch.Status.SUCCEEDED, args.samples):
+                raise SystemExit(f"inline batch ended {batch.status} with {batch.done} done")
         direct, batched = statistics.median(direct_times), statistics.median(batch_times)
+        inline = statistics.median(inline_times)
         print(f"{args.samples} samples in {chunks} chunks of {args.chunk}, median of {args.repeats} runs")
         print(f"direct service calls : {direct:6.2f} s")
         print(f"batch (eager Celery) : {batched:6.2f} s   ratio {batched / direct:.2f}, "
               f"overhead {(batched - direct) / chunks * 1000:.1f} ms per chunk")
+        print(f"batch (inline)       : {inline:6.2f} s   ratio {inline / direct:.2f}, "
+              f"overhead {(inline - direct) / chunks * 1000:.1f} ms per chunk")
     finally:
         connection.creation.destroy_test_db(name, verbosity=0)
 

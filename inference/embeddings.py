@@ -23,7 +23,10 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-FAMILIES = ("word", "bert", "sentence")
+from inference.loading import ProcessCache
+from inference.models import Similarity
+
+FAMILIES = tuple(Similarity.Family.values)
 SETTING_FOR_FAMILY = {"word": "WORD_VECTORS", "bert": "BERT_MODEL", "sentence": "SENTENCE_MODEL"}
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Words: letters/digits with inner apostrophes or hyphens ("don't", "well-being"); Unicode-aware so
@@ -297,8 +300,7 @@ class SentenceEmbedder(Embedder):
 
 EMBEDDER_CLASSES: dict[str, type[Embedder]] = {"word": WordEmbedder, "bert": BertEmbedder,
                                                 "sentence": SentenceEmbedder}
-_embedders: dict[tuple[str, str], Embedder] = {}
-_embedders_lock = threading.Lock()
+_embedders: ProcessCache[Embedder] = ProcessCache()
 
 
 def embedder_get(family: str) -> Embedder:
@@ -306,10 +308,7 @@ def embedder_get(family: str) -> Embedder:
     if family not in EMBEDDER_CLASSES:
         raise ValueError(f"unknown embedder family {family!r} (choose {', '.join(FAMILIES)})")
     key = (family, str(getattr(settings, SETTING_FOR_FAMILY[family], "")))
-    with _embedders_lock:
-        if key not in _embedders:
-            _embedders[key] = EMBEDDER_CLASSES[family]()
-        return _embedders[key]
+    return _embedders.get(key, EMBEDDER_CLASSES[family])
 
 
 def embedder_families_parse(raw: str | list[str]) -> list[str]:

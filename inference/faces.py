@@ -16,7 +16,6 @@ input, and the face is cropped from the full-resolution pixels (decoded only whe
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ import cv2
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from inference.loading import ProcessCache, file_sha256, setting_file
 
 DETECTORS = ("yunet", "haar", "ssd")
 # YuNet misses close-ups at full resolution (see the asset README: angry.jpg is only found at 640 px),
@@ -107,14 +108,6 @@ class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in exactly these pixels (already scaled by `input_scale`), in their coordinates."""
         ...
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def image_decode(data: bytes) -> np.ndarray:
@@ -246,12 +239,7 @@ class DecodedImage:
 
 
 def _required_file(setting: str) -> str:
-    path = str(getattr(settings, setting, "") or "").strip()
-    if not path:
-        raise ImproperlyConfigured(f"{setting} is not set: point it at the face detector's model file")
-    if not Path(path).is_file():
-        raise ImproperlyConfigured(f"{setting}={path} does not exist or is not a file")
-    return path
+    return str(setting_file(setting, hint="point it at the face detector's model file"))
 
 
 class YuNetDetector:
@@ -354,8 +342,7 @@ class SSDDetector:
         return boxes
 
 
-_detectors: dict[tuple[str, ...], FaceDetector] = {}
-_lock = threading.Lock()
+_detectors: ProcessCache[FaceDetector] = ProcessCache()
 
 
 def face_detector_load(name: str | None = None) -> FaceDetector:
@@ -369,17 +356,14 @@ def face_detector_load(name: str | None = None) -> FaceDetector:
         key = (name, _required_file("FACE_SSD_PROTOTXT"), _required_file("FACE_SSD_MODEL"))
     else:
         raise ImproperlyConfigured(f"FACE_DETECTOR={name!r} is not one of {', '.join(DETECTORS)}")
-    with _lock:
-        detector = _detectors.get(key)
-        if detector is None:
-            if name == "yunet":
-                detector = YuNetDetector(key[1])
-            elif name == "haar":
-                detector = HaarDetector()
-            else:
-                detector = SSDDetector(key[1], key[2])
-            _detectors[key] = detector
-        return detector
+    def build() -> FaceDetector:
+        if name == "yunet":
+            return YuNetDetector(key[1])
+        if name == "haar":
+            return HaarDetector()
+        return SSDDetector(key[1], key[2])
+
+    return _detectors.get(key, build)
 
 
 def face_choose(boxes: list[FaceBox]) -> int | None:

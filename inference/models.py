@@ -1,6 +1,6 @@
 """Datasets, samples and everything computed from them.
 
-Every computed row has a natural unique key (see CONVENTIONS.md "Idempotent by construction"), so a
+Every computed row has a natural unique key (docs/architecture.md), so a
 re-run or a redelivered task upserts instead of duplicating:
   VAEstimate  (sample, source, model_sha256)
   Generation  (va_estimate, config, prompt)          -- prompt rows are versions

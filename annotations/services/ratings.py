@@ -118,7 +118,7 @@ def annotator_exclusion_apply(*, annotator: Annotator, study: Study, check_faile
         Annotator.objects.filter(pk=annotator.pk).update(failed_checks=F("failed_checks") + 1)
     annotator.refresh_from_db(fields=["failed_checks", "excluded", "exclusion_reason", "completed_at"])
     reasons = []
-    end_session = check_failed and study.failed_check_action == "end"
+    end_session = check_failed and study.failed_check_action == Study.FailedCheckAction.END
     if end_session:
         reasons.append("failed an attention check (the study ends the session)")
     if annotator.failed_checks > study.max_failed_checks:

@@ -21,7 +21,7 @@ from ..models import PROLIFIC_COMPLETION_URL, Item, Study, UnitOption
 
 DEFAULT_LIKERT_LABELS = ["Not at all", "Slightly", "Moderately", "Well", "Very well"]
 MAX_SCALE_POINTS = 11  # beyond 0-10 the buttons no longer fit a phone and keyboard shortcuts run out
-FAILED_CHECK_ACTIONS = ("continue", "warn", "end")
+FAILED_CHECK_ACTIONS = tuple(Study.FailedCheckAction.values)
 COMPARATIVE_QUESTIONS = {
     Study.Kind.BWS: "Which description matches the person's emotional expression best, and which worst?",
     Study.Kind.PAIRWISE: "Which description matches the person's emotional expression better?",
@@ -357,7 +357,7 @@ def study_create(
     attention_items: Iterable[CheckItem | Mapping[str, Any] | str] = (),
     max_failed_checks: int = 0,
     min_median_seconds: float = 0.0,
-    failed_check_action: str = "warn",
+    failed_check_action: str = Study.FailedCheckAction.WARN,
     assignment_timeout_minutes: int = 30,
     created_by: AbstractBaseUser | None = None,
     owner: AbstractBaseUser | None = None,

@@ -56,7 +56,7 @@ def _llama(path: str, n_ctx: int, n_threads: int | None) -> Any:
                 from llama_cpp import Llama
             except ImportError as exc:
                 raise ImproperlyConfigured(
-                    "the gguf backend needs llama-cpp-python (see DESIGN.md for the CMAKE_ARGS this CPU needs)"
+                    "the gguf backend needs llama-cpp-python (scripts/setup.sh builds it with the CMAKE_ARGS this CPU needs)"
                 ) from exc
             if not _models:
                 atexit.register(_models_close)

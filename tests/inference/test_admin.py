@@ -14,18 +14,17 @@ from inference.models import (
     Generation,
     LLMConfig,
     PromptTemplate,
-    Sample,
     Similarity,
     VAEstimate,
 )
+from tests.factories import sample_make
 
 
 @pytest.fixture
 def rows(db) -> dict:
     dataset = Dataset.objects.create(name="faces", format="manifest", label_set=["happiness"])
-    sample = Sample.objects.create(dataset=dataset, external_id="joy-1", image="samples/ab/joy.png",
-                                   image_sha256="a" * 64, width=64, height=64, gt_valence=0.6, gt_arousal=0.2,
-                                   references=["a smiling person"])
+    sample = sample_make(dataset, "joy-1", image="samples/ab/joy.png", image_sha256="a" * 64, gt=(0.6, 0.2),
+                         references=["a smiling person"])
     va = VAEstimate.objects.create(sample=sample, source="dataset", model_sha256="dataset", valence=0.6, arousal=0.2)
     config = LLMConfig.objects.create(name="lex", backend="lexicon")
     prompt = PromptTemplate.objects.create(task="describe", name="plain", text="V={valence} A={arousal}")

@@ -104,3 +104,31 @@ def test_it_requires_a_csrf_token_to_cancel(researcher, batch) -> None:
     assert client.post(_url("batch_cancel", batch)).status_code == 403
     batch.refresh_from_db()
     assert batch.status == "running"
+
+
+def test_it_says_why_a_stage_of_a_finished_batch_has_no_items(client, researcher, db) -> None:
+    dataset = Dataset.objects.create(name="plain", format="manifest")
+    note = "dataset 'plain' has no reference descriptions (Sample.references is empty for all 2 samples)"
+    batch = Batch.objects.create(
+        dataset=dataset, stages=["va", "generate", "similarity"], va_source="dataset", status="succeeded",
+        current_stage="similarity", total=2, done=2, created_by=researcher,
+        plan={"va": {"planned": 2, "reused": 0, "note": ""},
+              "generate": {"planned": 0, "reused": 2, "note": "all 2 answers for the chosen configs and prompts "
+                                                               "exist already"},
+              "similarity": {"planned": 0, "reused": 0, "note": note}})
+    BatchChunk.objects.create(batch=batch, stage="va", index=0, key="va:source=dataset:0", item_ids=[1, 2],
+                              status="done", done=2)
+    client.force_login(researcher)
+    page = client.get(_url("batch_status", batch)).content.decode()
+    assert "not planned yet" not in page
+    assert "nothing to do: all 2 answers for the chosen configs and prompts exist already" in page
+    assert "nothing to do: dataset &#x27;plain&#x27; has no reference descriptions" in page
+    progress = client.get(_url("batch_status", batch) + "?format=json").json()
+    assert [(s["stage"], s["considered"], s["note"]) for s in progress["stages"]][2] == ("similarity", True, note)
+
+
+def test_it_says_a_stage_was_not_reached_when_the_batch_ended_before_it(client, researcher, batch) -> None:
+    Batch.objects.filter(pk=batch.pk).update(status="cancelled")
+    client.force_login(researcher)
+    page = client.get(_url("batch_status", batch)).content.decode()
+    assert "not planned yet" not in page and "not run: the batch ended (cancelled) before this stage" in page

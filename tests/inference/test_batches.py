@@ -36,7 +36,7 @@ from inference.services.batches import (
     batch_retry_failed,
     batch_stage_advance,
 )
-from tests.factories import stage_service_use
+from tests.factories import sample_make, stage_service_use
 
 CALLS: list[tuple[str, list[int]]] = []
 
@@ -86,8 +86,7 @@ def stage_functions(monkeypatch) -> None:
 def dataset(db) -> Dataset:
     dataset = Dataset.objects.create(name="faces", format="manifest", label_set=["happiness", "sadness"])
     for i in range(5):
-        Sample.objects.create(dataset=dataset, external_id=f"s{i}", image=f"samples/{i}.png", image_sha256=f"{i:064d}",
-                              width=64, height=64, gt_valence=i / 10, gt_arousal=-i / 10, references=[f"ref {i}"])
+        sample_make(dataset, f"s{i}", image_sha256=f"{i:064d}", gt=(i / 10, -i / 10), references=[f"ref {i}"])
     return dataset
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from inference.models import Batch, Dataset, Generation, LLMConfig, Sample, VAEstimate
+from tests.factories import sample_make
 
 
 @pytest.fixture
@@ -14,8 +15,7 @@ def seeded(db) -> Dataset:
     call_command("llm_defaults", stdout=StringIO())
     dataset = Dataset.objects.create(name="faces", format="folder", label_set=["happiness"], multilabel=False)
     for i, (valence, arousal, status) in enumerate([(0.8, 0.4, "ok"), (-0.7, -0.5, "ok"), (None, None, "no_face")]):
-        sample = Sample.objects.create(dataset=dataset, external_id=f"s{i}", image=f"samples/{i}.png",
-                                       image_sha256=f"{i:064d}", width=64, height=64)
+        sample = sample_make(dataset, f"s{i}", image_sha256=f"{i:064d}")
         VAEstimate.objects.create(sample=sample, source="expression", model_sha256="m" * 64, status=status,
                                   valence=valence, arousal=arousal)
     return dataset

@@ -14,8 +14,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from inference.llm.gguf_backend import gguf_model_path
-from inference.models import BASIC_LABELS, EMOTIC_LABELS, Dataset, Generation, LLMConfig, Sample, VAEstimate
+from inference.models import BASIC_LABELS, EMOTIC_LABELS, Dataset, Generation, LLMConfig, VAEstimate
 from inference.services.llm import generation_run, generations_run_many, prompt_defaults_ensure
+from tests.factories import sample_make
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +24,7 @@ pytestmark = pytest.mark.slow
 def _va(valence: float, arousal: float) -> VAEstimate:
     dataset, _ = Dataset.objects.get_or_create(name="real", defaults={"format": "folder"})
     index = dataset.samples.count()
-    sample = Sample.objects.create(dataset=dataset, external_id=f"r{index}", image=f"samples/r{index}.png",
-                                   image_sha256=f"{index:064d}", width=64, height=64)
+    sample = sample_make(dataset, f"r{index}", image_sha256=f"{index:064d}")
     return VAEstimate.objects.create(sample=sample, source="expression", model_sha256="e" * 64,
                                      valence=valence, arousal=arousal)
 

@@ -17,7 +17,6 @@ from inference.models import (
     Generation,
     LLMConfig,
     PromptTemplate,
-    Sample,
     VAEstimate,
 )
 from inference.services.batches import batch_queue
@@ -30,6 +29,7 @@ from inference.services.llm import (
     prompt_revise,
 )
 from inference.tasks.batch import batch_chunk_run_task
+from tests.factories import sample_make
 
 from .llm_fakes import FakeOllamaServer, FakeOpenAIServer, Reply, ollama_chat, openai_completion
 
@@ -41,8 +41,7 @@ def va_make(dataset: Dataset, n: int, *, valence: float = 0.7, arousal: float = 
     start = dataset.samples.count()
     estimates = []
     for i in range(start, start + n):
-        sample = Sample.objects.create(dataset=dataset, external_id=f"s{i}", image=f"samples/{i}.png",
-                                       image_sha256=f"{i:064d}", width=64, height=64)
+        sample = sample_make(dataset, f"s{i}", image=f"samples/{i}.png", image_sha256=f"{i:064d}")
         ok = status == VAEstimate.Status.OK
         estimates.append(VAEstimate.objects.create(
             sample=sample, source="expression", model_sha256="m" * 64, status=status,

@@ -93,7 +93,7 @@ class Command(BaseCommand):
                             help="Exclude an annotator who fails more checks than this (default: 0).")
         parser.add_argument("--min-median-seconds", type=float, default=0.0,
                             help="Exclude an annotator whose median time per item is below this (default: off).")
-        parser.add_argument("--failed-check-action", default="warn", choices=FAILED_CHECK_ACTIONS,
+        parser.add_argument("--failed-check-action", default=Study.FailedCheckAction.WARN, choices=FAILED_CHECK_ACTIONS,
                             help="What the annotator sees after a failed check (default: warn).")
         parser.add_argument("--timeout-minutes", type=int, default=30,
                             help="Minutes before an abandoned assignment returns to the pool (default: 30).")

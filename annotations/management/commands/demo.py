@@ -13,10 +13,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from inference.models import Similarity
+
 DEMO_DATASET = "demo-faces"
 DEMO_STUDY = "demo-study"
 DEMO_PASSWORD = "affect-eval-demo"
-EMBEDDERS = ("word", "bert", "sentence")
+EMBEDDERS = tuple(Similarity.Family.values)
 
 
 class Command(BaseCommand):
