@@ -13,7 +13,17 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.models import Similarity
+from inference.models import Batch, Dataset, LLMConfig, PromptTemplate, Similarity
+from inference.services.batches import (
+    BatchInvalid,
+    batch_progress,
+    batch_queue,
+    batch_queued_message,
+    batch_stages_todo,
+)
+from inference.services.imports import ImportFailed, dataset_import
+from inference.services.llm import llm_config_defaults_ensure, prompt_defaults_ensure
+from inference.stages import PlanInput
 
 DEMO_DATASET = "demo-faces"
 DEMO_STUDY = "demo-study"
@@ -33,18 +43,6 @@ class Command(BaseCommand):
         parser.add_argument("--raters", type=int, default=3, help="k raters per item in the demo study.")
 
     def handle(self, *args, manifest: str | None, skip_llm: bool, raters: int, **options) -> None:
-        from inference.models import Batch, Dataset, LLMConfig, PromptTemplate
-        from inference.services.batches import (
-            BatchInvalid,
-            batch_progress,
-            batch_queue,
-            batch_queued_message,
-            batch_stages_todo,
-        )
-        from inference.services.imports import ImportFailed, dataset_import
-        from inference.services.llm import llm_config_defaults_ensure, prompt_defaults_ensure
-        from inference.stages import PlanInput
-
         say = self.stdout.write
         call_command("migrate", verbosity=0)
 
