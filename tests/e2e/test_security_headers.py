@@ -104,7 +104,9 @@ def test_the_researcher_and_admin_pages_run_under_the_policy(browser, live_serve
             "/", "/studies/", f"/studies/{study.slug}/manage/", f"/research/studies/{study.slug}/reports/",
             f"/research/studies/{study.slug}/reports/1/", "/research/tokens/", f"/pipeline/batches/{batch.pk}/",
             "/admin/", "/admin/annotations/study/", f"/admin/annotations/study/{study.pk}/change/",
-            "/admin/inference/batch/", "/admin/auth/user/add/",
+            "/studies/new/", f"/studies/{study.slug}/preview/", f"/studies/{study.slug}/preview/item/1/",
+            "/admin/inference/batch/", "/admin/auth/user/add/", "/admin/audit/auditevent/",
+            "/admin/annotations/apitoken/",
         ]:
             _assert_headers(researcher.visit(path), path)
         assert not [m for m in researcher.console if "Content Security Policy" in m], researcher.console
