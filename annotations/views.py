@@ -11,6 +11,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
@@ -19,6 +20,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from evalplatform.middleware import policy_header
 
 from .access import study_required, study_visible
 from .assignment import annotator_remaining_count, assignment_next
@@ -41,6 +44,7 @@ from .selectors import (
     user_is_researcher,
 )
 from .services.annotators import (
+    MTURK_SUBMIT_HOSTS,
     JoinInvalid,
     StudyUnavailable,
     annotator_complete,
@@ -187,13 +191,30 @@ def _unavailable_page(request: HttpRequest, study: Study, exc: StudyUnavailable)
                   {"study": study, "title": UNAVAILABLE_TITLES[exc.reason], "reason": exc.reason}, status=403)
 
 
+def _policy_with(**directives: list[str]) -> str:
+    return policy_header({**settings.CONTENT_SECURITY_POLICY, **directives})
+
+
+def _frameable_by_mturk(response: HttpResponse) -> HttpResponse:
+    """Let MTurk's own pages (and only them) frame this response (ExternalQuestion HITs)."""
+    response.xframe_options_exempt = True
+    response["Content-Security-Policy"] = _policy_with(**{"frame-ancestors": ["'self'", *MTURK_SUBMIT_HOSTS]})
+    return response
+
+
 @require_GET
 def join(request: HttpRequest, slug: str) -> HttpResponse:
     study = _participant_study(slug)
     try:
         identity = crowd_identity_parse(request.GET)
-        if identity is not None and identity.preview:
-            return render(request, "annotations/join.html", {"study": study, "preview": True})
+        if identity is not None and identity.platform == Annotator.Platform.MTURK and (
+            identity.preview or request.headers.get("Sec-Fetch-Dest") == "iframe"
+        ):
+            # MTurk shows the task in an iframe on its own site, where browsers withhold our (SameSite)
+            # session cookie: the frame only offers to open the task in a tab of its own, where it works.
+            page = render(request, "annotations/join.html", {
+                "study": study, "mturk_preview": identity.preview, "open_in_tab": request.get_full_path()})
+            return _frameable_by_mturk(page)
         if identity is not None:
             annotator = annotator_join(
                 study=study, platform=identity.platform, external_id=identity.worker_id,
@@ -414,10 +435,16 @@ def finish(request: HttpRequest, study: Study, annotator: Annotator) -> HttpResp
 def done(request: HttpRequest, study: Study, annotator: Annotator) -> HttpResponse:
     if annotator.completed_at is None:
         return redirect("annotations:next", slug=study.slug)
-    return render(request, "annotations/done.html", {
-        "study": study, "annotator": annotator, "completion": annotator_completion(annotator=annotator),
+    completion = annotator_completion(annotator=annotator)
+    response = render(request, "annotations/done.html", {
+        "study": study, "annotator": annotator, "completion": completion,
         "n_ratings": annotator_rating_count(annotator=annotator),
     })
+    if completion.mturk_action:
+        # The external-submit form posts to MTurk; the site-wide policy allows forms to this site only.
+        origin = completion.mturk_action.split("/mturk/")[0]
+        response["Content-Security-Policy"] = _policy_with(**{"form-action": ["'self'", origin]})
+    return response
 
 
 @require_GET

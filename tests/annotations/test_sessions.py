@@ -227,3 +227,32 @@ def test_it_refuses_a_field_sent_twice_on_every_participant_and_status_form(stud
     form = cls(QueryDict(body), study=study) if form_class in ("RatingForm", "ChoiceForm") else cls(QueryDict(body))
     assert not form.is_valid()
     assert "This field was sent more than once." in form.errors[field]
+
+
+def test_it_lets_mturk_frame_the_hit_and_opens_the_task_in_its_own_tab(study) -> None:
+    params = {"workerId": "AW7", "assignmentId": "ASG7", "hitId": "H7",
+              "turkSubmitTo": "https://workersandbox.mturk.com"}
+    framed = Client().get("/s/match/join", params, HTTP_SEC_FETCH_DEST="iframe")
+    assert framed.status_code == 200 and 'id="open-in-tab"' in framed.content.decode()
+    assert 'target="_blank"' in framed.content.decode() and "workerId=AW7" in framed.content.decode()
+    assert "frame-ancestors 'self' https://www.mturk.com https://workersandbox.mturk.com" in framed[
+        "Content-Security-Policy"]
+    assert "X-Frame-Options" not in framed
+    assert not Annotator.objects.exists()  # nothing happens inside the frame
+    preview = Client().get("/s/match/join", {"assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "H7"})
+    assert "https://www.mturk.com" in preview["Content-Security-Policy"] and "X-Frame-Options" not in preview
+    assert 'id="preview-banner"' not in preview.content.decode()  # not the researcher's preview
+    # Every other page still refuses to be framed.
+    prolific = Client().get("/s/match/join", {"PROLIFIC_PID": "p"})
+    assert "frame-ancestors 'none'" in prolific["Content-Security-Policy"] and prolific["X-Frame-Options"] == "DENY"
+
+
+def test_it_allows_the_mturk_external_submit_in_the_done_pages_policy(study) -> None:
+    client = Client()
+    client.get("/s/match/join", {"workerId": "AW8", "assignmentId": "ASG8", "hitId": "H8",
+                                 "turkSubmitTo": "https://workersandbox.mturk.com"})
+    client.post("/s/match/consent", {"agree": "on"})
+    client.post("/s/match/finish")
+    done = client.get("/s/match/done")
+    assert "form-action 'self' https://workersandbox.mturk.com" in done["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in done["Content-Security-Policy"]
