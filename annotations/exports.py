@@ -140,7 +140,9 @@ def study_item_rows(*, study: Study) -> tuple[list[dict[str, Any]], list[str]]:
     """Per-item aggregates (all annotators and without excluded ones) plus the model that wrote the
     item and each embedder's score; returns the rows and the column names."""
     items = list(Item.objects.filter(study=study).select_related(*ITEM_RELATED).order_by("id"))
-    ratings = list(Rating.objects.filter(item__study=study).values_list("item_id", "value", "annotator__excluded"))
+    # Comparative choices carry no value; their scores are in the scores export.
+    ratings = list(Rating.objects.filter(item__study=study, value__isnull=False).values_list(
+        "item_id", "value", "annotator__excluded"))
     scores = study_similarity_scores(study=study)
     embedders = sorted(scores)
     stats_all = _aggregate_by_item([(i, v) for i, v, _ in ratings])

@@ -1,7 +1,7 @@
 """Comparative (best–worst, pairwise) study data: raw choices in long format, scores per description.
 
-Rows are plain dicts for the CSV downloads and the report. Annotators appear by their row id in this
-study only (no platform id), so these exports carry no personal data.
+Rows are plain dicts for the CSV downloads and the report. Annotators appear as the study's pseudonym
+(annotations/participants.py, the same as in the ratings export) and their row id; never a platform id.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 
 from annotations import comparative as C
 from annotations.models import Item, Rating, Study, UnitOption
+from annotations.participants import annotator_pseudonym
 
 CHOICE_COLUMNS = [
-    "study", "unit_id", "unit_kind", "rating_id", "annotator_id", "annotator_excluded", "position", "option_id",
+    "study", "unit_id", "unit_kind", "rating_id", "annotator", "annotator_id", "annotator_excluded", "position", "option_id",
     "generation_id", "sample_id", "system", "text", "chosen", "seconds_on_unit", "passed_check", "created_at",
 ]
 SCORE_COLUMNS = [
@@ -57,11 +58,12 @@ def study_choice_rows(*, study: Study, include_checks: bool = True) -> list[dict
     """One row per description shown in each submitted unit: who saw it where, and what was chosen."""
     rows = []
     for rating in _ratings(study, include_checks=include_checks):
+        pseudonym = annotator_pseudonym(annotator=rating.annotator, study=study)
         for position, option in enumerate(_shown(rating), start=1):
             gen = option.generation
             rows.append({
                 "study": study.slug, "unit_id": rating.item_id, "unit_kind": rating.item.kind,
-                "rating_id": rating.pk, "annotator_id": rating.annotator_id,
+                "rating_id": rating.pk, "annotator": pseudonym, "annotator_id": rating.annotator_id,
                 "annotator_excluded": rating.annotator.excluded, "position": position, "option_id": option.pk,
                 "generation_id": option.generation_id, "sample_id": gen.va_estimate.sample_id if gen else None,
                 "system": _system(option), "text": option.text, "chosen": _chosen(study, rating, option),

@@ -76,8 +76,12 @@ def comparative_analysis(
         confidence=confidence, znorm=False,
     )
     generations = {gen: {"generation_id": gen} for gen in groups}
+    score_name = ("the best–worst score (%best − %worst)" if study.kind == Study.Kind.BWS
+                  else "the pairwise score (%preferred − %not preferred)")
     out.update({
-        "headline": meta["headline"], "reliability": meta["reliability"], "ceiling": meta["ceiling_detail"],
+        # The meta-evaluation's human score here is the counting score, so the headline names it.
+        "headline": meta["headline"].replace("the mean human rating", score_name).replace(
+            "item(s)", "description(s)").replace(" items", " descriptions"), "reliability": meta["reliability"], "ceiling": meta["ceiling_detail"],
         "comparisons": meta["comparisons"], "system_level": meta.get("system_level"), "grouped": meta.get("grouped"),
         "meta_notes": meta["notes"], "identical": meta["identical"], "compared_items": meta["items"],
         "embedders": _embedder_rows(meta=meta, scores=scores, generations=generations),

@@ -141,6 +141,9 @@ def study_plan(*, study: Study, rho: float = 0.3, power: float = 0.8) -> dict[st
     rows = list(Rating.objects.filter(item__study=study, item__kind=Item.Kind.NORMAL, annotator__excluded=False)
                 .values_list("item_id", "annotator_id", "value", "seconds_on_item"))
     base = {"rho": rho, "power": power, "k": study.raters_per_item}
+    if study.kind != Study.Kind.LIKERT:
+        return {**base, "available": False, "reason": "the pilot-based plan uses Likert ratings; for best–worst and "
+                "pairwise studies see the judgments needed per description in docs/annotation.md"}
     if not rows:
         return {**base, "available": False, "reason": "no ratings yet: run a pilot first"}
     icc = icc_compute(units=[r[0] for r in rows], raters=[r[1] for r in rows], values=[float(r[2]) for r in rows])

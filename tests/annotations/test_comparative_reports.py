@@ -49,7 +49,8 @@ def test_it_reports_bws_scores_with_intervals_reliability_and_metric_agreement(r
     # The metric-vs-human section takes the counting score as the human score of each description.
     embedders = {e["family"]: e for e in a["embedders"]}
     assert embedders["sentence"]["correlations"]["spearman"]["r"] > 0.7
-    assert a["compared_items"] == 24 and a["headline"]
+    assert a["compared_items"] == 24
+    assert "with the best–worst score (%best − %worst) over 24 descriptions" in a["headline"]
     assert a["grouped"] and a["system_level"]
     html = report.html
     assert "Metric agreement with the raw choices" in html and "Split-half reliability (K&amp;M" in html
@@ -86,7 +87,10 @@ def test_it_exports_raw_choices_in_long_format_and_scores(researcher, outsider) 
     body = client.get(f"/research/studies/{study.slug}/exports/choices.csv").content.decode()
     parsed = list(csv.DictReader(io.StringIO(body)))
     assert list(parsed[0]) == CHOICE_COLUMNS and len(parsed) == len(rows)
-    assert "sim-0" not in body  # no platform id in the raw-choice export
+    assert "sim-0" not in body  # no platform id in the raw-choice export: the study's pseudonym
+    assert parsed[0]["annotator"] and parsed[0]["annotator"] != "sim-0"
+    manage = client.get(f"/studies/{study.slug}/manage/").content.decode()
+    assert "choices.csv" in manage and "scores.csv" in manage and "Best–worst scaling: each item below" in manage
     scores = list(csv.DictReader(io.StringIO(
         client.get(f"/research/studies/{study.slug}/exports/scores.csv").content.decode())))
     assert len(scores) == 16 and {"counting", "bradley_terry", "bt_ci_low"} <= set(scores[0])

@@ -91,6 +91,7 @@ def test_it_records_a_best_worst_choice_from_the_page_without_revealing_systems(
     rating = Rating.objects.get()
     assert (rating.best_id, rating.worst_id, rating.value) == (best_ids[2], best_ids[0], None)
     assert rating.shown_order == best_ids  # the position each description had for this annotator
+    assert f"best: {rating.best.text}" in client.get(f"/s/{study.slug}/mine").content.decode()
 
 
 @pytest.mark.parametrize("data,message", [
@@ -262,3 +263,21 @@ def test_it_previews_a_bws_study_without_storing_anything(systems_on_faces, rese
     done = client.post(f"/studies/{study.slug}/preview/item/1/", {"best": ids[0], "worst": ids[1]})
     assert done.status_code == 302
     assert not Rating.objects.exists() and not Annotator.objects.exists()
+
+
+def test_it_ends_a_participants_session_after_their_budget_of_units(systems_on_faces, researcher) -> None:
+    systems_on_faces(samples=2, systems=5)
+    study = comparative_study(Study.Kind.BWS, owner=researcher, items_per_participant=3, k=2)
+    client = join(study, "budget")
+    judged = 0
+    while True:
+        url, html = current_unit(client, study)
+        if "/a/" not in url:
+            break
+        ids = page_option_ids(html)
+        assert client.post(url, {"best": ids[0], "worst": ids[1]}).status_code == 302
+        judged += 1
+    assert judged == 3 and Rating.objects.count() == 3
+    annotator = Annotator.objects.get(external_id="budget")
+    assert annotator.completed_at is not None
+    assert study.completion_code in client.get(f"/s/{study.slug}/done").content.decode()
