@@ -21,10 +21,17 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 STUDY_SETUP = """
-from annotations.models import Study
-from inference.models import Dataset
+from annotations.models import Item, Study
+from inference.models import Dataset, Generation, LLMConfig, PromptTemplate, Sample, VAEstimate
 dataset = Dataset.objects.create(name="prod-check", format="manifest", label_set=["happiness"])
-Study.objects.create(name="Production check", slug="prod-check", dataset=dataset, status="open")
+sample = Sample.objects.create(dataset=dataset, external_id="a", image="samples/a.png", image_sha256="a" * 64,
+                               width=8, height=8)
+va = VAEstimate.objects.create(sample=sample, source="dataset", valence=0.1, arousal=0.2)
+config = LLMConfig.objects.create(name="prod-lexicon", backend="lexicon")
+prompt = PromptTemplate.objects.create(task="describe", name="prod-describe", text="{valence} {arousal}")
+generation = Generation.objects.create(va_estimate=va, config=config, prompt=prompt, task="describe", text="calm")
+study = Study.objects.create(name="Production check", slug="prod-check", dataset=dataset, status="open")
+Item.objects.create(study=study, generation=generation, text="calm")
 """
 
 
