@@ -514,7 +514,9 @@ def study_duplicate(*, study: Study, owner: AbstractBaseUser) -> Study:
         copy = Study.objects.create(
             name=name, slug=_slug_unique(name), status=Study.Status.DRAFT, owner=owner, created_by=owner, **fields
         )
-        copy.collaborators.set(study.collaborators.all())
+        # Whoever could see the original can see the copy; the one who duplicated it owns it.
+        people = [*study.collaborators.all(), *([study.owner] if study.owner else [])]
+        copy.collaborators.set([p for p in people if p.pk != owner.pk])
         originals = list(study.items.order_by("id").prefetch_related("options"))
         copies = Item.objects.bulk_create([
             Item(study=copy, generation_id=item.generation_id, kind=item.kind, text=item.text,

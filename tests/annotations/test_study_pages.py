@@ -113,6 +113,21 @@ def test_it_duplicates_a_study_as_a_new_draft(study, rita, crowd) -> None:
     assert copy.completion_code != study.completion_code and copy.pseudonym_salt != study.pseudonym_salt
 
 
+def test_it_gives_a_collaborators_copy_to_them_and_shares_it_with_the_owner(study, researcher) -> None:
+    from django.contrib.auth.models import Group, User
+
+    from annotations.models import RESEARCHER_GROUP
+
+    carl = User.objects.create_user("carl", "c@example.org", "password-carl")
+    carl.groups.add(Group.objects.get_or_create(name=RESEARCHER_GROUP)[0])
+    study.collaborators.add(carl)
+    client = Client()
+    client.force_login(carl)
+    client.post("/studies/match/duplicate")
+    copy = Study.objects.exclude(pk=study.pk).get()
+    assert copy.owner == carl and list(copy.collaborators.all()) == [researcher]
+
+
 def test_it_opens_pauses_and_closes_from_the_manage_page(study, rita) -> None:
     for status in ("paused", "open", "closed", "open"):
         rita.post("/studies/match/manage/status", {"status": status})
