@@ -196,8 +196,8 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cached_db" if REDIS_URL else 
 # --- Celery -------------------------------------------------------------------------------------
 # Without REDIS_URL the broker is embedded: kombu's filesystem transport over files in DATA_DIR/broker, so
 # the demo runs a real worker (`manage.py embedded_worker`, started by scripts/demo.sh) with no server.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
-CELERY_BROKER_FOLDER = Path(env_str("CELERY_BROKER_FOLDER", str(DATA_DIR / "broker")))
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+CELERY_BROKER_FOLDER = Path(env_str("CELERY_BROKER_FOLDER") or DATA_DIR / "broker")
 CELERY_RESULT_BACKEND = None  # the web reads Batch rows, never Celery result state
 # Tasks run inside the caller only where a test asks for it (settings_test); everywhere else a worker runs them.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)

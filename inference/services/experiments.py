@@ -42,7 +42,6 @@ from inference.services.llm import llm_config_defaults_ensure, prompt_defaults_e
 from inference.services.similarity import similarity_by_generation
 from inference.stages import PlanInput
 
-VA_SOURCES = tuple(VAEstimate.Source.values)
 VA_CHUNK_SIZE = 32
 
 
@@ -115,8 +114,8 @@ def experiment_spec_resolve(*, dataset: str | int, va_source: str, configs: str 
         row = dataset_get(key=dataset)
     except NotFound as exc:
         raise ExperimentInputError(str(exc)) from exc
-    if va_source not in VA_SOURCES:
-        raise ExperimentInputError(f"unknown VA source {va_source!r} (choose {', '.join(VA_SOURCES)})")
+    if va_source not in VAEstimate.Source.values:
+        raise ExperimentInputError(f"unknown VA source {va_source!r} (choose {', '.join(VAEstimate.Source.values)})")
     try:
         families = embedder_families_parse(embedders) if embedders else []
     except ValueError as exc:
@@ -289,7 +288,7 @@ def experiment_tables_build(*, dataset_id: int, va_source: str, config_ids: list
     config_infos, prompt_infos = [_config_info(c) for c in configs], [_prompt_info(p) for p in prompts]
     similarity = T.similarity_table(scores=scores, configs=config_infos, prompts=prompt_infos,
                                     embedders=list(embedders or []))
-    va_points = {source: _va_points(dataset, source) for source in VA_SOURCES}
+    va_points = {source: _va_points(dataset, source) for source in VAEstimate.Source.values}
     va_rows = T.va_sources_table(points=va_points)
     va_points = {source: points for source, (_, points) in va_points.items() if points}
     status_counts = dict(VAEstimate.objects.filter(sample__dataset=dataset, source=va_source, model_sha256=sha)

@@ -6,7 +6,8 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.services.experiments import VA_SOURCES, ExperimentInputError, experiment_run
+from inference.models import VAEstimate
+from inference.services.experiments import ExperimentInputError, experiment_run
 
 
 class Command(BaseCommand):
@@ -15,7 +16,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--dataset", required=True, help="Dataset name (or id).")
-        parser.add_argument("--va-source", required=True, choices=VA_SOURCES,
+        parser.add_argument("--va-source", required=True, choices=VAEstimate.Source.values,
                             help="VA the LLM sees: facechannel, expression (derived) or dataset (ground truth).")
         parser.add_argument("--configs", required=True, help="Comma-separated LLM config names, e.g. smollm2-gguf,"
                                                              "lexicon-warriner.")
