@@ -81,7 +81,9 @@ class StudyForm(SingleValueForm):
     prompts = forms.MultipleChoiceField(choices=(), required=False, label="Prompts",
                                         help_text="All versions of each name; none selected: all.")
     task = forms.ChoiceField(choices=PromptTemplate.Task.choices, initial=PromptTemplate.Task.DESCRIBE)
-    include_flagged = forms.BooleanField(required=False, label="Also rate unparseable/flagged generations")
+    statuses = forms.MultipleChoiceField(
+        choices=Generation.Status.choices, initial=[Generation.Status.OK], label="Generation status",
+        help_text="Which generations are rated: usually only the ones that parsed (ok).")
     kind = forms.ChoiceField(
         choices=Study.Kind.choices, initial=Study.Kind.LIKERT, label="Instrument", required=False,
         help_text="Likert: rate one description. Best–worst: the face with 4 of its descriptions, choose the best "
@@ -159,7 +161,7 @@ class StudyForm(SingleValueForm):
             "gold_units": [line.strip() for line in (data["gold_units"] or "").splitlines() if line.strip()],
             "name": data["name"], "dataset": data["dataset"], "config_names": [c.name for c in data["configs"]],
             "prompt_names": list(data["prompts"]), "task": data["task"],
-            "statuses": Generation.Status.values if data["include_flagged"] else [Generation.Status.OK],
+            "statuses": list(data["statuses"]),
             "question": question, "scale_min": data["scale_min"], "scale_max": data["scale_max"],
             "scale_labels": labels or None, "attention_items": checks,
             "collaborators": list(data["collaborators"]),
@@ -186,7 +188,7 @@ class StudyForm(SingleValueForm):
                 for c in checks if study.kind != Study.Kind.LIKERT),
             "configs": LLMConfig.objects.filter(name__in=selection.get("configs", [])),
             "prompts": selection.get("prompts", []), "task": selection.get("task", PromptTemplate.Task.DESCRIBE),
-            "include_flagged": set(selection.get("statuses", ["ok"])) != {"ok"},
+            "statuses": selection.get("statuses", [Generation.Status.OK]),
             "scale_labels": "\n".join(study.scale_labels or []),
             "check_items": "\n".join(
                 f"{'gold: ' if c.kind == Item.Kind.GOLD else ''}{c.text}|{c.expected_min}|{c.expected_max}"

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def form_data(**overrides: object) -> dict:
     data = {
         "name": "Web study", "dataset": "", "configs": [LLMConfig.objects.get(name=SECRET_CONFIG).pk],
-        "prompts": ["describe"], "task": "describe", "question": "How well does it fit?", "scale_min": 1,
+        "prompts": ["describe"], "task": "describe", "statuses": ["ok"], "question": "How well does it fit?", "scale_min": 1,
         "scale_max": 5, "scale_labels": "", "raters_per_item": 2, "items_per_participant": 3,
         "assignment_timeout_minutes": 20, "show_image": "on", "instructions": "Read carefully.",
         "consent_text": "We store your ratings.", "check_items": "Choose 1 here.|1|1\ngold: Gold text|4|5",
@@ -62,6 +62,8 @@ def test_it_creates_a_study_from_the_web_form(make_generations, rita, researcher
     ({"completion_code": "has spaces!"}, "letters, digits"),
     ({"raters_per_item": 0}, "greater than or equal to 1"),
     ({"name": ""}, "This field is required"),
+    ({"statuses": ["error"]}, "no describe generations with status error"),
+    ({"statuses": ["nonsense"]}, "Select a valid choice"),
 ])
 def test_it_shows_validation_errors_and_creates_nothing(make_generations, rita, overrides, message) -> None:
     make_generations(2)
@@ -162,3 +164,15 @@ def test_it_shows_codes_links_progress_times_and_cost_on_the_manage_page(study, 
     assert rows.count("<tr><td>") == 3 and "1 / 2" in rows and "2 / 2" not in rows
     full = rita.get("/studies/match/manage/").content.decode().split('id="item-progress"')[1]
     assert full.count("2 / 2") == 3
+
+
+def test_it_filters_generations_by_the_chosen_statuses(make_generations, rita) -> None:
+    from inference.models import Generation
+
+    make_generations(2)
+    make_generations(1, status=Generation.Status.UNPARSEABLE)
+    rita.post("/studies/new/", form_data(name="Only ok"))
+    rita.post("/studies/new/", form_data(name="Ok and unparseable", statuses=["ok", "unparseable"]))
+    assert Study.objects.get(name="Only ok").items.filter(kind="normal").count() == 2
+    both = Study.objects.get(name="Ok and unparseable")
+    assert both.items.filter(kind="normal").count() == 3 and both.selection["statuses"] == ["ok", "unparseable"]
