@@ -222,7 +222,8 @@ def test_it_creates_and_edits_a_bws_study_from_the_web_form(systems_on_faces, re
     data = {
         "name": "Web BWS", "kind": "bws", "unit_appearances": 4, "gold_units": "Right|a|b|Wrong",
         "question": "How well does this description match the person's emotional expression?",
-        "task": "describe", "scale_min": 1, "scale_max": 5, "raters_per_item": 2, "items_per_participant": 5,
+        "task": "describe", "statuses": ["ok"], "scale_min": 1, "scale_max": 5, "raters_per_item": 2,
+        "items_per_participant": 5,
         "assignment_timeout_minutes": 20, "show_image": "on", "consent_text": "We store your choices.",
         "max_failed_checks": 0, "min_median_seconds": 0, "failed_check_action": "warn", "completion_code": "BWS-1",
         "completion_url_template": "", "early_finish": "partial", "partial_completion_code": "BWS-P",
