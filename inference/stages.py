@@ -160,7 +160,8 @@ def _generate_ready(spec: PlanInput) -> None:
 GENERATE = Stage(
     name=Batch.Stage.GENERATE, queue="llm", plan=_generate_plan, service=generations_run_many,
     arguments=lambda ids, params: {"va_estimate_ids": ids, "config_id": params["config_id"],
-                                   "prompt_id": params["prompt_id"]},
+                                   "prompt_id": params["prompt_id"],
+                                   **({"concurrency": params["concurrency"]} if "concurrency" in params else {})},
     ready=_generate_ready,
 )
 

@@ -62,7 +62,7 @@ class Bars:
 
 def batch_start(command: BaseCommand, *, dataset: Dataset, stages: list[str], va_source: str,
                 configs: Iterable[LLMConfig] = (), prompts: Iterable[PromptTemplate] = (),
-                embedders: Iterable[str] = (), options: dict[str, Any]) -> Batch | None:
+                embedders: Iterable[str] = (), options: dict[str, Any], concurrency: int | None = None) -> Batch | None:
     """Queue the batch and, as asked, run it here or follow it. None when there was nothing to do (the
     reason is written out); CommandError for a request that cannot become a batch."""
     chunk_size, wait, poll = options["chunk_size"], options["wait"], options["poll"]
@@ -74,7 +74,7 @@ def batch_start(command: BaseCommand, *, dataset: Dataset, stages: list[str], va
         raise CommandError("--poll must be > 0")
     try:
         batch = batch_queue(dataset=dataset, stages=stages, va_source=va_source, configs=configs, prompts=prompts,
-                            embedders=embedders, chunk_size=chunk_size, inline=inline)
+                            embedders=embedders, chunk_size=chunk_size, concurrency=concurrency, inline=inline)
     except BatchNothingToDo as exc:
         command.stdout.write(f"nothing to do: {exc}")
         return None

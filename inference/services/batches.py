@@ -39,6 +39,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from evalplatform.celery import app as celery_app
 from inference.models import Batch, BatchChunk, Dataset, LLMConfig, PromptTemplate, Similarity, VAEstimate
+from inference.services.llm import MAX_CONCURRENCY
 from inference.stages import STAGE_ORDER, STAGES, PlanInput, StagePlan
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ MAX_CHUNK_ATTEMPTS = 3
 # Test-only chunk parameter: seconds to sleep per item before the stage service runs, so the crash
 # tests can kill a worker in the middle of a batch deterministically. Always 0 in real batches.
 ITEM_DELAY_PARAM = "item_delay_s"
+# Concurrent model calls per generate chunk (network LLM backends); stored in the chunk params.
+CONCURRENCY_PARAM = "concurrency"
+# Batch-wide chunk params: set on the first stage's chunks, inherited by the stages planned later.
+INHERITED_PARAMS = (ITEM_DELAY_PARAM, CONCURRENCY_PARAM)
 
 
 class BatchInvalid(ValueError):
@@ -109,6 +114,7 @@ def batch_queue(
     chunk_size: int = 16,
     created_by: Any = None,
     item_delay_s: float = 0.0,
+    concurrency: int | None = None,
     inline: bool = False,
 ) -> Batch:
     """Create a batch, plan its first stage into chunks and queue them after commit.
@@ -129,6 +135,9 @@ def batch_queue(
         raise BatchInvalid(f"chunk size must be an integer from 1 to {MAX_CHUNK_SIZE}, got {chunk_size!r}")
     if item_delay_s < 0:
         raise BatchInvalid("item delay must be >= 0")
+    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int)
+                                    or not 1 <= concurrency <= MAX_CONCURRENCY):
+        raise BatchInvalid(f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
     spec = PlanInput(dataset_id=dataset.pk, va_source=va_source, config_ids=[c.pk for c in configs],
                      prompt_ids=[p.pk for p in prompts], embedders=embedders)
     batch_stages_ready(stages=stages, spec=spec)
@@ -141,6 +150,8 @@ def batch_queue(
         batch.configs.set(configs)
         batch.prompts.set(prompts)
         extra = {ITEM_DELAY_PARAM: float(item_delay_s)} if item_delay_s else {}
+        if concurrency is not None:
+            extra[CONCURRENCY_PARAM] = concurrency
         created = _stage_plan(batch=batch, stage=stages[0], extra_params=extra)
         if not created:
             # Raising rolls the batch back: nothing half-made is left behind. Everything computed already
@@ -234,7 +245,7 @@ def _stage_plan(*, batch: Batch, stage: str, extra_params: dict | None = None) -
 
 def _inherited_params(batch: Batch) -> dict:
     first = batch.chunks.order_by("id").values_list("params", flat=True).first() or {}
-    return {ITEM_DELAY_PARAM: first[ITEM_DELAY_PARAM]} if ITEM_DELAY_PARAM in first else {}
+    return {key: first[key] for key in INHERITED_PARAMS if key in first}
 
 
 # Set while `batch_run_inline` drives a batch: its chunks are run here, so no message is sent for them.

@@ -93,3 +93,12 @@ def test_it_creates_defaults_idempotently(db):
     call_command("llm_defaults", stdout=out)
     assert "6 prompt(s), 2 LLM config(s) ready" in out.getvalue()
     assert set(LLMConfig.objects.values_list("name", flat=True)) == {"smollm2-gguf", "lexicon-warriner"}
+
+
+def test_it_passes_the_concurrency_to_the_generate_chunks_and_refuses_a_bad_one(seeded):
+    generate("faces", "--config", "lexicon-warriner", "--task", "describe", "--concurrency", "3", "--chunk-size", "1")
+    batch = Batch.objects.get()
+    assert {chunk.params["concurrency"] for chunk in batch.chunks.all()} == {3} and batch.done == 2
+    with pytest.raises(CommandError, match="concurrency must be an integer from 1 to 256"):
+        generate("faces", "--config", "lexicon-warriner", "--task", "categorize", "--concurrency", "0")
+    assert Batch.objects.count() == 1

@@ -39,6 +39,9 @@ class Command(BaseCommand):
                                  "or describe.")
         parser.add_argument("--va-source", default=None, choices=VAEstimate.Source.values,
                             help="Which VA estimates to use. Default: the only source the dataset has.")
+        parser.add_argument("--concurrency", type=int, default=8,
+                            help="Concurrent model calls per chunk (network backends; gguf and lexicon run one at a "
+                                 "time). Default 8.")
         batch_arguments_add(parser, chunk_size=32, unit="VA estimate")
 
     def handle(self, *args, dataset: str, config: str, task: str, prompt: str | None, va_source: str | None,
@@ -58,7 +61,7 @@ class Command(BaseCommand):
                                f"({skipped} without); run extract_va first")
         label = f"{llm_config.name} {template.task}/{template.name}@{template.version}"
         batch = batch_start(self, dataset=data, stages=[Batch.Stage.GENERATE], va_source=source, configs=[llm_config],
-                            prompts=[template], options=options)
+                            prompts=[template], options=options, concurrency=options["concurrency"])
         if batch is None or not batch_finished(batch):
             return
         batch_errors_write(self, batch, item="VA estimate")
