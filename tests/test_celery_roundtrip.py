@@ -16,11 +16,11 @@ def test_it_runs_an_import_on_a_real_worker(celery_worker_process) -> None:
     result = dataset_import_task.delay(str(FACES / "demo-manifest.csv"), "roundtrip", "manifest")
     assert result.id
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and Sample.objects.filter(dataset__name="roundtrip").count() < 10:
+    while time.monotonic() < deadline and Sample.objects.filter(dataset__name="roundtrip").count() < 4:
         assert celery_worker_process.poll() is None, "worker died"
         time.sleep(0.5)
     assert Dataset.objects.get(name="roundtrip").format == "manifest"
-    assert Sample.objects.filter(dataset__name="roundtrip").count() == 10
+    assert Sample.objects.filter(dataset__name="roundtrip").count() == 4
 
 
 @pytest.mark.django_db
@@ -33,4 +33,4 @@ def test_the_import_task_refuses_bad_arguments_clearly(tmp_path) -> None:
         dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "bad", "xml"), throw=True)
     assert not Dataset.objects.exists()
     report = dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "ok", "manifest")).get()
-    assert (report["created"], report["errors"]) == (10, [])
+    assert (report["created"], report["errors"]) == (4, [])

@@ -67,7 +67,7 @@ def word_norms_load(path: str | None = None) -> WordNorms:
         if not str(path).strip():
             raise ImproperlyConfigured(
                 "WORD_NORMS is not set: point it at the Warriner CSV or the NRC VAD lexicon "
-                "(e.g. ../shared/assets/warriner-vad-norms/Ratings_Warriner_et_al.csv)."
+                "(e.g. assets/warriner-vad-norms/Ratings_Warriner_et_al.csv, shipped with the repository)."
             )
     key = str(Path(path).expanduser().resolve())
     return _cache.get(key, lambda: _parse(key))

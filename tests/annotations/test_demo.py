@@ -18,13 +18,14 @@ def test_it_runs_every_stage_and_opens_a_study(capsys, settings) -> None:
     call_command("demo", "--skip-llm")
     out = capsys.readouterr().out
     assert "VA is DERIVED" in out and "not FaceChannel" in out
-    assert VAEstimate.objects.filter(source="expression", status="ok").count() == 10
-    assert Generation.objects.filter(config__name="lexicon-warriner", task="describe", status="ok").count() == 10
+    # The four public-domain portraits shipped in assets/faces.
+    assert VAEstimate.objects.filter(source="expression", status="ok").count() == 4
+    assert Generation.objects.filter(config__name="lexicon-warriner", task="describe", status="ok").count() == 4
     assert set(Similarity.objects.values_list("embedder_family", flat=True)) == {"word", "bert", "sentence"}
     assert Batch.objects.get().status == Batch.Status.SUCCEEDED
     study = Study.objects.get(slug="demo-study")
     assert study.status == Study.Status.OPEN
-    assert Item.objects.filter(study=study, kind="normal").count() == 10
+    assert Item.objects.filter(study=study, kind="normal").count() == 4
     assert User.objects.get(username="demo-researcher").check_password("affect-eval-demo")
     assert "PROLIFIC_PID=demo-worker-1" in out
     assert study.owner == User.objects.get(username="demo-researcher")  # made by the same service as the web form
@@ -58,11 +59,11 @@ def test_a_demo_study_rated_by_three_workers_gives_a_report_with_plots(settings)
     assert report.version == 1
     assert report.html.count("<svg") >= 2
     everyone = report.results["analyses"]["all"]
-    assert (everyone["ratings"], everyone["items"], everyone["annotators"]) == (30, 10, 3)
+    assert (everyone["ratings"], everyone["items"], everyone["annotators"]) == (12, 4, 3)
     assert everyone["alpha"]["ordinal"]["alpha"] is not None and everyone["alpha"]["ordinal"]["reason"] == ""
     families = {e["family"] for e in everyone["embedders"]}
     assert families == {"word", "bert", "sentence"}
-    assert all(e["items"] == 10 and e["correlations"]["spearman"]["r"] is not None for e in everyone["embedders"])
+    assert all(e["items"] == 4 and e["correlations"]["spearman"]["r"] is not None for e in everyone["embedders"])
     assert "stand-in for BERT" in report.html  # the report says which checkpoint produced the bert scores
 
 

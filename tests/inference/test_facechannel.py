@@ -15,12 +15,12 @@ import torch
 from django.core.exceptions import ImproperlyConfigured
 
 from inference.va import facechannel
-from tests.conftest import FACES, SHARED_ASSETS
+from tests.conftest import FACES, unshipped_asset
+from tests.inference.facechannel_files import facechannel_h5_write
 
-FIXTURE = SHARED_ASSETS / "facechannel" / "synthetic-test-fixture"
-WEIGHTS = FIXTURE / "facechannel_dim_SYNTHETIC_random_weights.h5"
-WEIGHTS_SHA256 = "f1af0badc05f326bd57c711f9e2ef0da12cde5882016fca9f57c41e3bb0d9971"
-# The fixture's input order, with the Haar boxes (faces/README.md) the inputs were cropped with.
+FIXTURE_WHY = "14 MB of random Keras weights, 13 MB compressed: too large to ship"
+# The Keras fixture's input order, with the Haar boxes (faces/README.md) the inputs were cropped with; the
+# first five are the Pexels photos, found only in ../shared/assets.
 FIXTURE_FACES = [
     ("angry.jpg", [136, 510, 939, 939]), ("happy-baby.jpeg", [461, 127, 295, 295]),
     ("neutral.jpeg", [241, 332, 520, 520]), ("sad-baby.jpeg", [337, 48, 761, 761]),
@@ -28,21 +28,44 @@ FIXTURE_FACES = [
     ("obama.jpg", [354, 101, 280, 280]), ("biden.jpg", [424, 206, 328, 328]),
     ("obama-speech.jpg", [138, 236, 344, 344]),
 ]
+SHIPPED_FACES = FIXTURE_FACES[5:]
 
 
 @pytest.fixture(scope="module")
-def inputs() -> np.ndarray:
-    return np.load(FIXTURE / "inputs_9x1x64x64_float32.npy")
+def fixture_dir() -> Path:
+    return unshipped_asset("facechannel/synthetic-test-fixture", FIXTURE_WHY)
 
 
 @pytest.fixture(scope="module")
-def keras_outputs() -> np.ndarray:
-    return np.load(FIXTURE / "keras2.15_outputs_arousal_valence_9x2.npy")
+def keras_weights(fixture_dir) -> Path:
+    return fixture_dir / "facechannel_dim_SYNTHETIC_random_weights.h5"
 
 
 @pytest.fixture(scope="module")
-def port() -> facechannel.FaceChannelDim:
-    return facechannel.load(str(WEIGHTS))
+def inputs(fixture_dir) -> np.ndarray:
+    return np.load(fixture_dir / "inputs_9x1x64x64_float32.npy")
+
+
+@pytest.fixture(scope="module")
+def keras_outputs(fixture_dir) -> np.ndarray:
+    return np.load(fixture_dir / "keras2.15_outputs_arousal_valence_9x2.npy")
+
+
+@pytest.fixture(scope="module")
+def port(keras_weights) -> facechannel.FaceChannelDim:
+    return facechannel.load(str(keras_weights))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A file of the authors' Keras layout with seeded weights (tests/inference/facechannel_files.py)."""
+    return facechannel_h5_write(tmp_path_factory.mktemp("facechannel") / "facechannel_dim_seeded.h5")
+
+
+@pytest.fixture(scope="module")
+def faces_in() -> np.ndarray:
+    """The shipped portraits, preprocessed as the original does (1, 64, 64) in [0, 1]."""
+    return np.stack([facechannel.preprocess(cv2.imread(str(FACES / name)), box) for name, box in SHIPPED_FACES])
 
 
 def _run(model: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
@@ -67,30 +90,34 @@ def test_it_matches_the_keras_arousal_valence_outputs_within_1e5(port, inputs, k
     assert np.abs(out - keras_outputs).max() < 1e-5
 
 
-def test_it_matches_the_keras_flatten_features(port, inputs) -> None:
-    keras_features = np.load(FIXTURE / "keras2.15_dense_input_9x4096.npy")  # (H, W, C) order
+def test_it_matches_the_keras_flatten_features(port, inputs, fixture_dir) -> None:
+    keras_features = np.load(fixture_dir / "keras2.15_dense_input_9x4096.npy")  # (H, W, C) order
     with torch.inference_mode():
         features = port.features(torch.from_numpy(inputs)).numpy()  # (C, H, W) order
     as_chw = keras_features.reshape(9, 4, 4, 256).transpose(0, 3, 1, 2).reshape(9, 4096)
     assert np.abs(features - as_chw).max() < 1e-5
 
 
-def test_it_would_fail_with_the_wrong_flatten_order(inputs, keras_outputs) -> None:
-    wrong = facechannel.load(str(WEIGHTS), flatten_data_format="channels_last")
+def test_it_would_fail_with_the_wrong_flatten_order(keras_weights, inputs, keras_outputs) -> None:
+    wrong = facechannel.load(str(keras_weights), flatten_data_format="channels_last")
     assert np.abs(_run(wrong, inputs) - keras_outputs).max() > 0.05
 
 
-def test_it_runs_the_optimised_model_with_the_same_outputs_at_any_batch_size(inputs, keras_outputs) -> None:
-    loaded = facechannel.facechannel_load(str(WEIGHTS))
-    assert np.abs(facechannel.facechannel_predict(loaded.model, inputs, batch_size=4) - keras_outputs).max() < 1e-5
-    single = np.concatenate([facechannel.facechannel_predict(loaded.model, inputs[i:i + 1]) for i in range(9)])
-    assert np.abs(single - keras_outputs).max() < 1e-5
-    assert facechannel.facechannel_predict(loaded.model, inputs[:0]).shape == (0, 2)
+def test_it_runs_the_optimised_model_with_the_same_outputs_at_any_batch_size(weights, faces_in) -> None:
+    loaded = facechannel.facechannel_load(str(weights))
+    reference = _run(loaded.port, faces_in)  # the plain port, layer by layer as in the file
+    assert np.abs(facechannel.facechannel_predict(loaded.model, faces_in, batch_size=3) - reference).max() < 1e-5
+    n = len(faces_in)
+    single = np.concatenate([facechannel.facechannel_predict(loaded.model, faces_in[i:i + 1]) for i in range(n)])
+    assert np.abs(single - reference).max() < 1e-5
+    assert facechannel.facechannel_predict(loaded.model, faces_in[:0]).shape == (0, 2)
 
 
-def test_it_reads_batchnorm_epsilon_and_flatten_format_from_the_file(tmp_path, inputs, keras_outputs) -> None:
+def test_it_reads_batchnorm_epsilon_and_flatten_format_from_the_file(tmp_path, weights, faces_in) -> None:
+    inputs = faces_in
+    unedited = _run(facechannel.load(str(weights)), inputs)
     copy = tmp_path / "edited.h5"
-    shutil.copy(WEIGHTS, copy)
+    shutil.copy(weights, copy)
 
     def edit(layers: list[dict]) -> None:
         for layer in layers:
@@ -102,17 +129,19 @@ def test_it_reads_batchnorm_epsilon_and_flatten_format_from_the_file(tmp_path, i
     _edit_config(copy, edit)
     model = facechannel.load(str(copy))
     assert {norm.eps for norm in model.norms} == {0.5}
-    reference = facechannel.load(str(WEIGHTS), flatten_data_format="channels_last")
+    reference = facechannel.load(str(weights), flatten_data_format="channels_last")
     reference.norms.apply(lambda m: setattr(m, "eps", 0.5) if isinstance(m, torch.nn.BatchNorm2d) else None)
     assert np.abs(_run(model, inputs) - _run(reference, inputs)).max() < 1e-6
-    assert np.abs(_run(model, inputs) - keras_outputs).max() > 0.05
+    assert np.abs(_run(model, inputs) - unedited).max() > 0.05
 
 
-def test_it_maps_batchnorm_layers_by_the_graph_when_names_follow_older_keras(tmp_path, inputs, keras_outputs) -> None:
+def test_it_maps_batchnorm_layers_by_the_graph_when_names_follow_older_keras(tmp_path, weights, faces_in) -> None:
     """Keras 2.2 numbers BatchNormalization layers from _1 and in another order: rename them in reverse, so
     mapping by name alone would give every conv the wrong statistics."""
+    inputs = faces_in
+    expected = _run(facechannel.load(str(weights)), inputs)
     copy = tmp_path / "renamed.h5"
-    shutil.copy(WEIGHTS, copy)
+    shutil.copy(weights, copy)
     with h5py.File(copy, "r+") as handle:
         config = json.loads(handle.attrs["model_config"])
         old = [layer["config"]["name"] for layer in config["config"]["layers"]
@@ -133,12 +162,13 @@ def test_it_maps_batchnorm_layers_by_the_graph_when_names_follow_older_keras(tmp
         handle.attrs["model_config"] = text.replace('"@@', '"')
         handle["model_weights"].attrs["layer_names"] = [
             rename.get(_text(n), _text(n)) for n in handle["model_weights"].attrs["layer_names"]]
-    assert np.abs(_run(facechannel.load(str(copy)), inputs) - keras_outputs).max() < 1e-5
+    assert np.abs(_run(facechannel.load(str(copy)), inputs) - expected).max() < 1e-6
 
 
 def test_it_reproduces_the_original_preprocessing_exactly(inputs) -> None:
     for i, (name, box) in enumerate(FIXTURE_FACES):
-        processed = facechannel.preprocess(cv2.imread(str(FACES / name)), box)
+        folder = FACES if (FACES / name).exists() else unshipped_asset("faces", "Pexels' terms forbid redistribution")
+        processed = facechannel.preprocess(cv2.imread(str(folder / name)), box)
         assert processed.dtype == np.float32 and processed.shape == (1, 64, 64)
         assert np.array_equal(processed, inputs[i]), name
 
@@ -148,16 +178,16 @@ def test_it_rejects_an_empty_crop() -> None:
         facechannel.preprocess(np.zeros((100, 100, 3), np.uint8), [120, 10, 30, 30])
 
 
-def test_it_records_the_sha256_and_whether_the_git_blob_is_the_published_file(caplog) -> None:
-    info = facechannel.weights_info(str(WEIGHTS))
-    data = WEIGHTS.read_bytes()
-    assert info.sha256 == WEIGHTS_SHA256
+def test_it_records_the_sha256_and_whether_the_git_blob_is_the_published_file(caplog, weights) -> None:
+    info = facechannel.weights_info(str(weights))
+    data = weights.read_bytes()
+    assert info.sha256 == hashlib.sha256(data).hexdigest()
     assert info.git_blob == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
     assert info.is_official is False
     assert info.details()["weights_official_blob_match"] is False
-    facechannel._cache.pop((str(WEIGHTS.resolve()), "fp32"), None)
+    facechannel._cache.pop((str(weights.resolve()), "fp32"), None)
     with caplog.at_level(logging.WARNING, logger="inference.va.facechannel"):
-        facechannel.facechannel_load(str(WEIGHTS))
+        facechannel.facechannel_load(str(weights))
     assert "not the published 952d8bc8a22d553e56ec15f6361053ebd113223c" in caplog.text
 
 
@@ -167,8 +197,8 @@ def test_it_computes_git_blob_ids_like_git_hash_object(tmp_path) -> None:
     assert facechannel.weights_info(str(path)).git_blob == "ce013625030ba8dba906f756967f9e9ca394464a"
 
 
-def test_it_loads_each_weights_file_once_per_process() -> None:
-    assert facechannel.facechannel_load(str(WEIGHTS)) is facechannel.facechannel_load(str(WEIGHTS))
+def test_it_loads_each_weights_file_once_per_process(weights) -> None:
+    assert facechannel.facechannel_load(str(weights)) is facechannel.facechannel_load(str(weights))
 
 
 @pytest.mark.parametrize("value", ["", "  "])
@@ -184,15 +214,21 @@ def test_it_names_the_setting_when_the_weights_file_is_missing(settings, tmp_pat
         facechannel.facechannel_load()
 
 
-def test_it_rejects_the_expression_classifier_hdf5_naming_the_file() -> None:
-    path = SHARED_ASSETS / "fer-mini-xception" / "fer2013_mini_XCEPTION.102-0.66.hdf5"
+def test_it_rejects_another_keras_model_naming_the_file(tmp_path) -> None:
+    """A full-model Keras file of another network (the expression classifier's layout: no FaceChannel layers)."""
+    path = tmp_path / "fer2013_mini_XCEPTION.102-0.66.hdf5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["model_config"] = json.dumps({"class_name": "Model", "config": {"layers": [
+            {"class_name": "Conv2D", "config": {"name": "conv2d_1", "filters": 8}},
+            {"class_name": "Dense", "config": {"name": "predictions", "units": 7, "activation": "softmax"}}]}})
+        handle.create_group("model_weights")
     with pytest.raises(ValueError, match="fer2013_mini_XCEPTION.*not a FaceChannelV1 dimensional"):
         facechannel.load(str(path))
 
 
-def test_it_rejects_a_categorical_head(tmp_path) -> None:
+def test_it_rejects_a_categorical_head(tmp_path, weights) -> None:
     copy = tmp_path / "categorical.h5"
-    shutil.copy(WEIGHTS, copy)
+    shutil.copy(weights, copy)
 
     def edit(layers: list[dict]) -> None:
         for layer in layers:
@@ -204,18 +240,18 @@ def test_it_rejects_a_categorical_head(tmp_path) -> None:
         facechannel.load(str(copy))
 
 
-def test_it_rejects_a_weights_only_file(tmp_path) -> None:
+def test_it_rejects_a_weights_only_file(tmp_path, weights) -> None:
     copy = tmp_path / "weights-only.h5"
-    shutil.copy(WEIGHTS, copy)
+    shutil.copy(weights, copy)
     with h5py.File(copy, "r+") as handle:
         del handle.attrs["model_config"]
     with pytest.raises(ValueError, match="no model_config"):
         facechannel.load(str(copy))
 
 
-def test_it_rejects_a_kernel_of_the_wrong_shape(tmp_path) -> None:
+def test_it_rejects_a_kernel_of_the_wrong_shape(tmp_path, weights) -> None:
     copy = tmp_path / "narrow.h5"
-    shutil.copy(WEIGHTS, copy)
+    shutil.copy(weights, copy)
     with h5py.File(copy, "r+") as handle:
         group = handle["model_weights/Vision_conv2/Vision_conv2"]
         del group["kernel:0"]

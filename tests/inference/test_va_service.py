@@ -1,10 +1,11 @@
-"""VA service: real images from shared/assets/faces through the real detector and models."""
+"""VA service: the shipped sample faces through the real detector and models."""
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
 import cv2
+import h5py
 import numpy as np
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -14,9 +15,9 @@ from django.core.files.storage import default_storage
 from inference.models import Batch, Dataset, Sample, VAEstimate
 from inference.services.batches import BatchInvalid, batch_queue, batch_run_inline
 from inference.services.va import va_extract_samples
-from tests.conftest import FACES, SHARED_ASSETS
+from tests.conftest import FACES, group_photo, group_photo_jpeg
+from tests.inference.facechannel_files import facechannel_h5_write
 
-SYNTHETIC_WEIGHTS = SHARED_ASSETS / "facechannel" / "synthetic-test-fixture" / "facechannel_dim_SYNTHETIC_random_weights.h5"
 EXPRESSION_SHA256 = "2d0c657f0e8a2c435f7e5e28d191ec6bf73da7588af0b29e623e6577c16798b6"
 
 
@@ -47,18 +48,18 @@ def dataset(db) -> Dataset:
 
 
 def test_it_derives_expression_va_with_the_sign_the_faces_show(dataset) -> None:
-    names = ["happy-baby.jpeg", "obama.jpg", "astronaut.png", "sad-baby.jpeg", "angry.jpg"]
+    names = ["obama.jpg", "astronaut.png", "biden.jpg", "obama-speech.jpg"]
     samples = {name: face_sample(dataset, name) for name in names}
     report = va_extract_samples(sample_ids=[s.pk for s in samples.values()], source="expression")
-    assert report == {"done": 5, "failed": 0, "no_face": 0, "errors": {}}
+    assert report == {"done": 4, "failed": 0, "no_face": 0, "errors": {}}
     rows = {name: VAEstimate.objects.get(sample=s, source="expression") for name, s in samples.items()}
-    for name in ("happy-baby.jpeg", "obama.jpg", "astronaut.png"):
+    for name in ("obama.jpg", "astronaut.png"):
         assert rows[name].valence > 0.3, name
         assert rows[name].details["predicted_label"] == "happiness"
-    for name in ("sad-baby.jpeg", "angry.jpg"):
-        assert rows[name].valence < -0.2, name
-    assert rows["sad-baby.jpeg"].details["predicted_label"] == "sadness"
-    row = rows["happy-baby.jpeg"]
+    for name in ("biden.jpg", "obama-speech.jpg"):  # serious faces with some anger or sadness
+        assert rows[name].valence < -0.1, name
+    assert rows["obama-speech.jpg"].details["predicted_label"] == "anger"
+    row = rows["obama.jpg"]
     assert row.status == VAEstimate.Status.OK and row.model_sha256 == EXPRESSION_SHA256
     assert row.details["derived"] is True and row.details["norms"] == "warriner"
     assert sum(row.details["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -67,18 +68,18 @@ def test_it_derives_expression_va_with_the_sign_the_faces_show(dataset) -> None:
 
 
 def test_it_keeps_every_face_and_chooses_the_largest(dataset) -> None:
-    sample = face_sample(dataset, "group.jpeg")
+    sample = sample_create(dataset, "group", group_photo_jpeg(), "jpg")
     va_extract_samples(sample_ids=[sample.pk], source="expression")
     row = VAEstimate.objects.get(sample=sample)
     boxes = row.details["boxes"]
-    assert row.face_count == len(boxes) == 5
+    assert row.face_count == len(boxes) == 4
     assert row.face_box == max(boxes, key=lambda b: b[2] * b[3])
     assert row.details["chosen"] == boxes.index(row.face_box)
 
 
 def test_it_detects_inside_the_body_box(dataset) -> None:
-    body = [570, 60, 250, 400]  # the person around the face at (616, 95), as Emotic would box them
-    sample = face_sample(dataset, "group.jpeg", body_box=body)
+    body = group_photo()[1][1]  # the second person's tile, as Emotic would box them
+    sample = sample_create(dataset, "group", group_photo_jpeg(), "jpg", body_box=body)
     va_extract_samples(sample_ids=[sample.pk], source="expression")
     row = VAEstimate.objects.get(sample=sample)
     x, y, w, h = row.face_box
@@ -105,12 +106,12 @@ def test_it_uses_the_whole_frame_when_the_fallback_is_on(dataset, settings) -> N
 
 
 def test_it_records_bad_samples_as_errors_and_finishes_the_rest(dataset) -> None:
-    good = face_sample(dataset, "happy-baby.jpeg")
+    good = face_sample(dataset, "astronaut.png")
     garbage = sample_create(dataset, "garbage", b"this is not an image", "jpg")
     truncated = sample_create(dataset, "truncated", (FACES / "obama.jpg").read_bytes()[:200], "jpg")
     zero_box = face_sample(dataset, "obama.jpg", body_box=[100, 100, 0, 50])
     outside_box = face_sample(dataset, "biden.jpg", body_box=[5000, 5000, 10, 10])
-    lost = face_sample(dataset, "neutral.jpeg")
+    lost = face_sample(dataset, "obama-speech.jpg")
     default_storage.delete(lost.image.name)
     ids = [garbage.pk, good.pk, truncated.pk, zero_box.pk, outside_box.pk, lost.pk, 999_999]
     report = va_extract_samples(sample_ids=ids, source="expression")
@@ -127,7 +128,7 @@ def test_it_records_bad_samples_as_errors_and_finishes_the_rest(dataset) -> None
 
 @pytest.mark.parametrize("kind", ["gray", "rgba", "16bit"])
 def test_it_reads_grayscale_rgba_and_16bit_images(dataset, kind: str) -> None:
-    bgr = cv2.imread(str(FACES / "happy-baby.jpeg"))
+    bgr = cv2.imread(str(FACES / "obama.jpg"))
     image = {"gray": cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), "rgba": cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA),
              "16bit": bgr.astype(np.uint16) * 257}[kind]
     sample = sample_create(dataset, kind, png_bytes(image), "png")
@@ -164,13 +165,14 @@ def test_it_rejects_ground_truth_off_the_minus_one_one_scale(dataset, value: flo
     assert VAEstimate.objects.get(sample=sample).valence is None
 
 
-def test_it_runs_the_facechannel_port_and_records_the_weights_version(dataset, settings) -> None:
-    settings.FACECHANNEL_WEIGHTS = str(SYNTHETIC_WEIGHTS)
-    samples = [face_sample(dataset, name) for name in ("obama.jpg", "sad-baby.jpeg")]
+def test_it_runs_the_facechannel_port_and_records_the_weights_version(dataset, settings, tmp_path) -> None:
+    weights = facechannel_h5_write(tmp_path / "facechannel_dim_seeded.h5")
+    settings.FACECHANNEL_WEIGHTS = str(weights)
+    samples = [face_sample(dataset, name) for name in ("obama.jpg", "biden.jpg")]
     report = va_extract_samples(sample_ids=[s.pk for s in samples], source="facechannel")
     assert report["done"] == 2
     rows = VAEstimate.objects.filter(source="facechannel")
-    assert {r.model_sha256 for r in rows} == {hashlib.sha256(SYNTHETIC_WEIGHTS.read_bytes()).hexdigest()}
+    assert {r.model_sha256 for r in rows} == {hashlib.sha256(weights.read_bytes()).hexdigest()}
     for row in rows:
         assert -1 <= row.valence <= 1 and -1 <= row.arousal <= 1
         assert row.details["derived"] is False and row.details["weights_official_blob_match"] is False
@@ -184,8 +186,13 @@ def test_it_refuses_facechannel_without_weights_naming_the_setting(dataset, sett
     assert not VAEstimate.objects.exists()
 
 
-def test_it_refuses_a_weights_file_of_another_model(dataset, settings) -> None:
-    settings.FACECHANNEL_WEIGHTS = str(SHARED_ASSETS / "fer-mini-xception" / "fer2013_mini_XCEPTION.102-0.66.hdf5")
+def test_it_refuses_a_weights_file_of_another_model(dataset, settings, tmp_path) -> None:
+    other = tmp_path / "another-model.h5"
+    facechannel_h5_write(other)
+    with h5py.File(other, "r+") as handle:  # the same file with a categorical head instead of arousal
+        handle.attrs["model_config"] = handle.attrs["model_config"].replace('"units": 1, "activation": "tanh"',
+                                                                            '"units": 8, "activation": "softmax"', 1)
+    settings.FACECHANNEL_WEIGHTS = str(other)
     sample = face_sample(dataset, "obama.jpg")
     with pytest.raises(ValueError, match="not a FaceChannelV1"):
         va_extract_samples(sample_ids=[sample.pk], source="facechannel")
