@@ -40,7 +40,12 @@ if [[ "${ID:-}" == ubuntu ]] && dpkg --compare-versions "${VERSION_ID:-0}" ge 24
 # Compilers and cmake build llama-cpp-python; OpenCV's headless wheel needs GLib; git fetches nothing but is
 # what the README's clone uses.
 PACKAGES=(build-essential cmake pkg-config git ca-certificates "$GLIB")
-[[ -z "${PYTHON:-}" ]] && PACKAGES+=(python3 python3-dev python3-venv)
+# The distribution's Python needs its venv (ensurepip) and headers packaged separately; another Python
+# (pyenv, a PYTHON given) brings its own.
+BASE_PATH=$(command -v "${BASE_PYTHON:-python3}" 2>/dev/null || true)
+if [[ -z "${PYTHON:-}" ]] && { [[ -z "$BASE_PATH" ]] || [[ "$(readlink -f "$BASE_PATH")" == /usr/bin/* ]]; }; then
+  PACKAGES+=(python3 python3-dev python3-venv)
+fi
 if ((WANT_TEST)); then
   PACKAGES+=(postgresql redis-server)
   if [[ "${ID:-}" == debian ]] || [[ "${ID_LIKE:-}" == *debian* && "${ID:-}" != ubuntu ]]; then PACKAGES+=(chromium); fi
