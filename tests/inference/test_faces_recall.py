@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 
 from inference import faces
-from tests.conftest import FACES
+from tests.conftest import FACES, unshipped_asset
 
 # Haar boxes from faces/README.md (the face, forehead to chin).
 SOURCE_FACES = {
@@ -47,7 +47,11 @@ def _iou(a: list[int], b: list[int]) -> float:
 def _face_patches() -> list[np.ndarray]:
     patches = []
     for name, (x, y, w, h) in SOURCE_FACES.items():
-        image = cv2.imread(str(FACES / name))
+        # Five of the nine are Pexels photos, found only in ../shared/assets. The test set stays these nine:
+        # on the four shipped portraits alone two 31 px faces of the crowd scene are lost (a finding, not
+        # a property of this data set to paper over).
+        folder = FACES if (FACES / name).exists() else unshipped_asset("faces", "Pexels' terms forbid redistribution")
+        image = cv2.imread(str(folder / name))
         m = int(w * CONTEXT)
         padded = cv2.copyMakeBorder(image, m, m, m, m, cv2.BORDER_REPLICATE)
         patches.append(padded[y:y + h + 2 * m, x:x + w + 2 * m])
