@@ -44,16 +44,16 @@ while (($#)); do
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[[ $(id -u) -eq 0 ]] || { echo "run as root (debootstrap, chroot and namespaces need it)" >&2; exit 2; }
-for tool in debootstrap slirp4netns unshare nsenter ip git; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install debootstrap slirp4netns iproute2 util-linux git)" >&2; exit 2; }
-done
-
 case "$DISTRO" in
   debian12) SUITE=bookworm; MIRROR=http://deb.debian.org/debian ;;
   ubuntu2404) SUITE=noble; MIRROR=http://archive.ubuntu.com/ubuntu ;;
   *) echo "unknown --distro $DISTRO (debian12 or ubuntu2404)" >&2; exit 2 ;;
 esac
+[[ $(id -u) -eq 0 ]] || { echo "run as root (debootstrap, chroot and namespaces need it)" >&2; exit 2; }
+for tool in debootstrap slirp4netns unshare nsenter ip git; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install debootstrap slirp4netns iproute2 util-linux git)" >&2; exit 2; }
+done
+
 if [[ ! -e /usr/share/debootstrap/scripts/$SUITE ]]; then
   echo "SKIP $DISTRO: this debootstrap has no script for $SUITE (a newer debootstrap and ubuntu-keyring are needed)"
   exit 3
