@@ -83,7 +83,7 @@ class StudyForm(SingleValueForm):
     task = forms.ChoiceField(choices=PromptTemplate.Task.choices, initial=PromptTemplate.Task.DESCRIBE)
     statuses = forms.MultipleChoiceField(
         choices=Generation.Status.choices, initial=[Generation.Status.OK], label="Generation status",
-        help_text="Which generations are rated: usually only the ones that parsed (ok).")
+        required=False, help_text="Which generations are rated; none selected: ok only (the ones that parsed).")
     kind = forms.ChoiceField(
         choices=Study.Kind.choices, initial=Study.Kind.LIKERT, label="Instrument", required=False,
         help_text="Likert: rate one description. Best–worst: the face with 4 of its descriptions, choose the best "
@@ -161,7 +161,7 @@ class StudyForm(SingleValueForm):
             "gold_units": [line.strip() for line in (data["gold_units"] or "").splitlines() if line.strip()],
             "name": data["name"], "dataset": data["dataset"], "config_names": [c.name for c in data["configs"]],
             "prompt_names": list(data["prompts"]), "task": data["task"],
-            "statuses": list(data["statuses"]),
+            "statuses": list(data["statuses"]) or [Generation.Status.OK],
             "question": question, "scale_min": data["scale_min"], "scale_max": data["scale_max"],
             "scale_labels": labels or None, "attention_items": checks,
             "collaborators": list(data["collaborators"]),
