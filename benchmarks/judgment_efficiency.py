@@ -45,7 +45,7 @@ from annotations import agreement, comparative  # noqa: E402
 CUTS = np.array([-1.2, -0.4, 0.4, 1.2])
 LIKERT_K = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 40)
 # (appearances per description, choices per unit): K&M's 2N tuples are appearances 8 for 4-tuples.
-BWS_DESIGNS = ((2, 2), (4, 2), (4, 3), (8, 2), (8, 3), (8, 4), (8, 5), (8, 6), (8, 8), (8, 10), (8, 12), (8, 16))
+BWS_DESIGNS = ((1, 2), (2, 2), (4, 2), (4, 3), (8, 2), (8, 3), (8, 4), (8, 5), (8, 6), (8, 8), (8, 10), (8, 12), (8, 16))
 PAIR_DESIGNS = ((2, 2), (4, 2), (4, 3), (7, 2), (7, 3), (7, 4), (7, 6), (7, 8), (7, 12))
 TARGETS = (0.8, 0.9)
 
