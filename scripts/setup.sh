@@ -115,7 +115,7 @@ else:
     print("cpu")
 EOF
 }
-torch_describe() { "$PY" -c 'import torch; print(torch.__version__, "CUDA " + torch.version.cuda + " build" if torch.version.cuda else "CPU build")'; }
+torch_describe() { "$PY" -W ignore -c 'import torch; print(torch.__version__, "CUDA " + torch.version.cuda + " build" if torch.version.cuda else "CPU build")' 2>/dev/null; }
 url_reachable() { "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)' "$1" >/dev/null 2>&1; }
 build=$(torch_build)
 if ((WANT_CUDA)); then
