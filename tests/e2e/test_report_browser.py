@@ -78,6 +78,9 @@ def test_it_builds_a_new_version_from_the_list_page(browser_session, live_server
     page.wait_for_url(f"{live_server.url}/research/studies/{study.slug}/reports/")
     assert page.locator("#reports a", has_text="v1").count() == 1
     page.locator("#reports a", has_text="v1").click()
+    # Wait for the report page itself: on a loaded machine the click returns before it has loaded.
+    page.wait_for_url(f"{live_server.url}/research/studies/{study.slug}/reports/1/")
+    page.locator("figure svg").first.wait_for()
     assert page.locator("figure svg").count() >= 3
     assert errors == []
     assert os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE") == "true"
