@@ -12,6 +12,11 @@ annotator's own seeded order. Claiming runs inside one transaction:
 
 Gold/attention items are checks on each annotator, so every annotator gets them and they hold no slot.
 On SQLite (the demo) `select_for_update` is a no-op; SQLite serialises writers, which keeps it correct.
+
+On PostgreSQL the usual claim is two statements (`_claim_fast`) enforcing the same rules: the first locks
+the annotator row and a window of candidate items (both SKIP LOCKED), the second recounts under those locks
+with a fresh snapshot and inserts or revives the claim. Whenever that finds nothing (an item in hand, the
+annotator row held by another tab, a full window, the end of the session) the exact path above decides.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import time
 import uuid
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
@@ -39,9 +44,12 @@ class AnnotatorNotReady(RuntimeError):
     """The annotator has not consented yet; assignment must not start before consent."""
 
 
-def item_order_key(*, seed: int, item_id: int) -> bytes:
-    """Per-annotator order: a hash of (seed, item) is stable on reload and independent of what others took."""
-    return hashlib.blake2b(f"{seed}:{item_id}".encode(), digest_size=8).digest()
+def item_order_key(*, seed: int, item_id: int) -> tuple[bytes, int]:
+    """Per-annotator order: a hash of (seed, item) is stable on reload and independent of what others took.
+
+    md5 because PostgreSQL computes the same key in SQL (`_FAST_WINDOW_SQL`); it orders, it protects nothing.
+    """
+    return hashlib.md5(f"{seed}:{item_id}".encode(), usedforsecurity=False).digest()[:8], item_id
 
 
 def assignments_expire(*, annotator: Annotator, now: datetime | None = None) -> int:
@@ -135,10 +143,97 @@ def _claim_in_window(
     return None, len(locked) < len(window)
 
 
+# A slot is live when submitted, or active and unexpired, and its annotator is not excluded
+# (live_assignments_q in SQL); %(now)s is the claim's clock.
+_LIVE_COUNT = """(SELECT count(*) FROM annotations_assignment l
+    JOIN annotations_annotator la ON la.id = l.annotator_id
+    WHERE l.item_id = i.id AND NOT la.excluded
+      AND (l.status = 'submitted' OR (l.status = 'active' AND l.expires_at > %(now)s)))"""
+# Normal items only while the participant's budget (normal items rated) is not spent.
+_BUDGET_OPEN = """(s.items_per_participant IS NULL OR s.items_per_participant > (
+    SELECT count(*) FROM annotations_rating r JOIN annotations_item ri ON ri.id = r.item_id
+    WHERE r.annotator_id = a.id AND ri.kind = 'normal'))"""
+_NO_ITEM_IN_HAND = """NOT EXISTS (SELECT 1 FROM annotations_assignment c
+    WHERE c.annotator_id = a.id AND c.status = 'active' AND c.expires_at > %(now)s)"""
+_CLAIMABLE = f"""a.consented_at IS NOT NULL AND a.completed_at IS NULL AND a.identity_erased_at IS NULL
+  AND s.status = ANY(%(statuses)s::text[]) AND {_NO_ITEM_IN_HAND}
+  AND (i.kind <> 'normal' OR ({_BUDGET_OPEN} AND {_LIVE_COUNT} < s.raters_per_item))"""
+
+# Statement 1: expire the annotator's own abandoned claims (skipping one a late submit holds) and lock the
+# annotator and the first WINDOW candidates in their seeded order. Its reads use the snapshot from before
+# the locks, so statement 2 rechecks everything.
+_FAST_WINDOW_SQL = f"""
+WITH expired AS (
+  UPDATE annotations_assignment SET status = 'expired' WHERE id IN (
+    SELECT id FROM annotations_assignment WHERE annotator_id = %(me)s AND status = 'active'
+      AND expires_at <= %(now)s FOR UPDATE SKIP LOCKED)
+  RETURNING id
+)
+SELECT i.id, s.assignment_timeout_minutes
+FROM annotations_item i
+JOIN annotations_annotator a ON a.id = %(me)s AND a.study_id = i.study_id
+JOIN annotations_study s ON s.id = a.study_id
+WHERE {_CLAIMABLE}
+  AND NOT EXISTS (SELECT 1 FROM annotations_assignment m WHERE m.item_id = i.id AND m.annotator_id = a.id
+    AND (m.status = 'submitted' OR (m.status = 'active' AND m.expires_at > %(now)s)))
+ORDER BY left(md5(a.order_seed::text || ':' || i.id::text), 16) COLLATE "C", i.id
+LIMIT %(window)s
+FOR UPDATE OF a, i SKIP LOCKED
+"""
+
+# Statement 2 (fresh snapshot, under the locks of statement 1): the first window item that is still free
+# for this annotator, inserted as their claim or revived from their own expired row. A row of theirs that
+# is not 'expired' here (submitted, live, or a late submit in progress) excludes the item, so the upsert
+# never waits on a row lock while holding the item locks.
+_FAST_CLAIM_SQL = f"""
+WITH pick AS (
+  SELECT i.id FROM annotations_item i
+  JOIN annotations_annotator a ON a.id = %(me)s AND a.study_id = i.study_id
+  JOIN annotations_study s ON s.id = a.study_id
+  WHERE i.id = ANY(%(window_ids)s::bigint[]) AND {_CLAIMABLE}
+    AND NOT EXISTS (SELECT 1 FROM annotations_assignment m WHERE m.item_id = i.id AND m.annotator_id = a.id
+      AND m.status <> 'expired')
+  ORDER BY array_position(%(window_ids)s::bigint[], i.id)
+  LIMIT 1
+)
+INSERT INTO annotations_assignment (token, item_id, annotator_id, status, created_at, shown_at, expires_at)
+SELECT %(token)s, pick.id, %(me)s, 'active', %(now)s, NULL, %(expires_at)s FROM pick
+ON CONFLICT ON CONSTRAINT assignment_unique DO UPDATE
+  SET status = 'active', token = EXCLUDED.token, expires_at = EXCLUDED.expires_at, shown_at = NULL
+  WHERE annotations_assignment.status = 'expired'
+RETURNING id, token, item_id, annotator_id, status, created_at, shown_at, expires_at, submitted_at
+"""
+_RETURNED = ("id", "token", "item_id", "annotator_id", "status", "created_at", "shown_at", "expires_at",
+             "submitted_at")
+
+
+def _claim_fast(*, annotator: Annotator) -> Assignment | None:
+    """Claim in two statements on PostgreSQL; None means 'let the exact path decide', never 'nothing left'."""
+    now = timezone.now()
+    statuses = [str(status) for status in CLAIMING_STATUSES]
+    params = {"me": annotator.pk, "now": now, "statuses": statuses, "window": WINDOW}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_FAST_WINDOW_SQL, params)
+        rows = cursor.fetchall()
+        if not rows:
+            return None
+        window_ids = [row[0] for row in rows]
+        cursor.execute(_FAST_CLAIM_SQL, {
+            **params, "window_ids": window_ids, "token": uuid.uuid4(),
+            "expires_at": now + timedelta(minutes=rows[0][1]),
+        })
+        row = cursor.fetchone()
+    return Assignment.from_db(connection.alias, list(_RETURNED), row) if row is not None else None
+
+
 def assignment_next(*, annotator: Annotator) -> Assignment | None:
     """The annotator's current assignment, or a newly claimed one; None when nothing is left for them."""
     if annotator.consented_at is None:
         raise AnnotatorNotReady("the annotator has not consented yet")
+    if connection.vendor == "postgresql":
+        claimed = _claim_fast(annotator=annotator)
+        if claimed is not None:
+            return claimed
     assignments_expire(annotator=annotator)
     for attempt in range(ATTEMPTS):
         saw_locked = False

@@ -5,8 +5,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from ..assignment import item_slot_free_locked
@@ -142,6 +143,28 @@ def annotator_exclusion_apply(*, annotator: Annotator, study: Study, check_faile
     return end_session
 
 
+def _rating_store(*, rating: Rating, assignment: Assignment, now: datetime) -> None:
+    """Insert the rating and mark its assignment submitted: one statement on PostgreSQL, two elsewhere."""
+    if connection.vendor != "postgresql":  # SQLite has no data-modifying WITH
+        rating.save(force_insert=True)
+        Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, submitted_at=now)
+        return
+    # Django compiles the INSERT (field preparation, auto_now_add); the UPDATE rides along in a WITH.
+    fields = [field for field in Rating._meta.local_concrete_fields if not field.primary_key]
+    query = InsertQuery(Rating)
+    query.insert_values(fields, [rating])
+    [(insert_sql, insert_params)] = query.get_compiler(connection=connection).as_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH submitted AS (UPDATE annotations_assignment SET status = %s, submitted_at = %s WHERE id = %s) "
+            f"{insert_sql} RETURNING id",
+            [Assignment.Status.SUBMITTED.value, now, assignment.pk, *insert_params],
+        )
+        rating.pk = cursor.fetchone()[0]
+    rating._state.adding = False
+    rating._state.db = connection.alias
+
+
 def rating_submit(
     *, annotator: Annotator, assignment_token: object, value: object = None, comment: str = "",
     best: object = None, worst: object = None,
@@ -187,12 +210,12 @@ def rating_submit(
                 raise AssignmentExpired("the time for this item ran out and it went to another annotator")
         passed = answer.passed
         started = assignment.shown_at or assignment.created_at
-        rating = Rating.objects.create(
+        rating = Rating(
             assignment=assignment, item=item, annotator_id=annotator.pk, value=answer.value, comment=comment,
             best=answer.best, worst=answer.worst, shown_order=answer.shown_order or [],
             seconds_on_item=max(0.0, (now - started).total_seconds()), passed_check=passed,
         )
-        Assignment.objects.filter(pk=assignment.pk).update(status=Assignment.Status.SUBMITTED, submitted_at=now)
+        _rating_store(rating=rating, assignment=assignment, now=now)
         ended = annotator_exclusion_apply(
             annotator=assignment.annotator, study=study, check_failed=passed is False, now=now
         )

@@ -252,3 +252,15 @@ def test_it_lists_the_current_assignment_only_while_it_is_live(study, join_annot
     assert assignment_current(annotator=anna).pk == assignment.pk
     Assignment.objects.filter(pk=assignment.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert assignment_current(annotator=anna) is None
+
+
+def test_it_claims_in_the_seeded_order_the_exact_path_uses(make_generations, join_annotator) -> None:
+    from annotations.assignment import candidate_item_ids
+    from annotations.services.studies import study_create
+
+    make_generations(20)
+    big = study_create(name="Same order", dataset="faces", config_names=[], prompt_names=[], k=20, open_now=True)
+    anna = join_annotator(big, "anna")
+    expected = candidate_item_ids(annotator=anna, study=big)
+    assert rate_all(anna) == expected  # the PostgreSQL claim's SQL order is the Python order
+
