@@ -20,6 +20,8 @@
 #                   downloads and the llama-cpp-python compile on a second run
 #   --rebuild       bootstrap again instead of reusing WORK/cache/<distro>.tar
 #   --keep          keep the root afterwards (WORK/root-<distro>)
+#   --reuse         run the steps again in a root kept earlier (no bootstrap, no clone)
+#   --only demo|test  run only that one of the two commands
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DISTRO=debian12
@@ -28,8 +30,10 @@ HOST_WHEELS=0
 PIP_CACHE=
 REBUILD=0
 KEEP=0
+REUSE=0
+ONLY=
 RUN_ONLY=
-DEMO_TIMEOUT=${DEMO_TIMEOUT:-3600}
+DEMO_TIMEOUT=${DEMO_TIMEOUT:-7200}  # the first set-up compiles llama-cpp-python: up to an hour on a busy 2-core machine
 TEST_TIMEOUT=${TEST_TIMEOUT:-5400}
 while (($#)); do
   case "$1" in
@@ -39,8 +43,10 @@ while (($#)); do
     --pip-cache) PIP_CACHE=$(realpath "$2"); shift 2 ;;
     --rebuild) REBUILD=1; shift ;;
     --keep) KEEP=1; shift ;;
+    --reuse) REUSE=1; KEEP=1; shift ;;
+    --only) ONLY=$2; shift 2 ;;
     --run) RUN_ONLY=$2; shift 2 ;;  # debugging: run this in the root instead of the two commands
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -207,12 +213,17 @@ tests() {
 
 START=$SECONDS
 echo "[check] $DISTRO ($SUITE) in $ROOT; logs in $LOGS"
-step bootstrap bootstrap || exit 1
-step clone clone || exit 1
+if ((REUSE)); then
+  [[ -d "$ROOT/home/tester/affect-eval" ]] || { echo "--reuse: no kept root at $ROOT" >&2; exit 2; }
+  LOGS="$LOGS/reuse-$(date +%H%M%S)"; mkdir -p "$LOGS"
+else
+  step bootstrap bootstrap || exit 1
+  step clone clone || exit 1
+fi
 step network network || exit 1
 if [[ -n "$RUN_ONLY" ]]; then in_root "$RUN_ONLY"; exit; fi
-step demo demo || true
-step test tests || true
+[[ "$ONLY" == test ]] || step demo demo || true
+[[ "$ONLY" == demo ]] || step test tests || true
 echo
 echo "[check] $DISTRO, $(git -C "$REPO" log --oneline -1), host wheels: $((HOST_WHEELS)), pip cache: ${PIP_CACHE:-none}"
 printf '  %s\n' "${RESULTS[@]}"
