@@ -46,7 +46,7 @@ while (($#)); do
     --reuse) REUSE=1; KEEP=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
     --run) RUN_ONLY=$2; shift 2 ;;  # debugging: run this in the root instead of the two commands
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
