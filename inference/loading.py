@@ -50,6 +50,14 @@ class ProcessCache(Generic[T]):
                 item = self._items[key] = load()
             return item
 
+    def pop(self, key: Hashable) -> T | None:
+        with self._lock:
+            return self._items.pop(key, None)
+
+    def values(self) -> list[T]:
+        with self._lock:
+            return list(self._items.values())
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

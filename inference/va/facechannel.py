@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.loading import setting_file
+from inference.loading import ProcessCache, setting_file
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +281,7 @@ class LoadedFaceChannel:
     precision_details: dict[str, Any] | None = None
 
 
-_cache: dict[tuple[str, str], LoadedFaceChannel] = {}  # fp32 only
-_lock = threading.Lock()
+_cache: ProcessCache[LoadedFaceChannel] = ProcessCache()  # fp32 only, by resolved weights path
 FACECHANNEL_HINT = ("the facechannel VA source needs the authors' DimensionalFaceChannel.h5 (git blob 952d8bc8…), "
                     "which cannot be downloaded here")
 
@@ -301,20 +299,19 @@ def facechannel_load(path: str | None = None, *, precision: str | None = None) -
 
     precision = precision or facechannel_precision()
     key = str(facechannel_weights_path(path).resolve())
-    with _lock:
-        loaded = _cache.get((key, "fp32"))
-        if loaded is None:
-            info = weights_info(key)
-            if not info.is_official:
-                logger.warning("FaceChannel weights %s have git blob %s, not the published %s: results are not "
-                               "the paper's model", key, info.git_blob, OFFICIAL_GIT_BLOB)
-            port = load(key)
-            loaded = _cache[(key, "fp32")] = LoadedFaceChannel(
-                model=facechannel_optimize(port), port=port, info=info, version=info.sha256,
-                precision_details={"precision": "fp32"})
-        if precision == "fp32":
-            return loaded
-        fp32 = loaded
+
+    def fp32_load() -> LoadedFaceChannel:
+        info = weights_info(key)
+        if not info.is_official:
+            logger.warning("FaceChannel weights %s have git blob %s, not the published %s: results are not "
+                           "the paper's model", key, info.git_blob, OFFICIAL_GIT_BLOB)
+        port = load(key)
+        return LoadedFaceChannel(model=facechannel_optimize(port), port=port, info=info, version=info.sha256,
+                                 precision_details={"precision": "fp32"})
+
+    fp32 = _cache.get(key, fp32_load)
+    if precision == "fp32":
+        return fp32
     # Outside the lock: building int8 calibrates for seconds; int8_load caches it per weights, calibration set
     # and bound.
     int8 = int8_load(fp32.port, fp32.info.sha256)

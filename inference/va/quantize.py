@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from torch import nn
 
+from inference.loading import ProcessCache
 from inference.va.facechannel import FaceChannelDim, preprocess
 
 logger = logging.getLogger(__name__)
@@ -183,8 +183,7 @@ def int8_build(port: FaceChannelDim, faces: np.ndarray, names: list[str], *, bou
     return Int8FaceChannel(model, deviation, bound, names, digest)
 
 
-_cache: dict[tuple[str, str, float], Int8FaceChannel] = {}
-_lock = threading.Lock()
+_cache: ProcessCache[Int8FaceChannel] = ProcessCache()  # by (weights sha256, calibration folder, bound)
 
 
 def facechannel_precision() -> str:
@@ -199,10 +198,11 @@ def int8_load(port: FaceChannelDim, weights_sha256: str) -> Int8FaceChannel:
     bound = max_deviation_bound()
     folder = str(getattr(settings, "FACECHANNEL_INT8_CALIBRATION", "") or "")
     key = (weights_sha256, folder, bound)
-    with _lock:
-        built = _cache.get(key)
-        if built is None:
-            faces, names = calibration_faces()
-            built = _cache[key] = int8_build(port, faces, names, bound=bound)
-            logger.info("FaceChannel int8: max |dVA| %.4f on %d calibration faces", built.deviation, len(faces))
+
+    def build() -> Int8FaceChannel:
+        faces, names = calibration_faces()
+        built = int8_build(port, faces, names, bound=bound)
+        logger.info("FaceChannel int8: max |dVA| %.4f on %d calibration faces", built.deviation, len(faces))
         return built
+
+    return _cache.get(key, build)

@@ -185,7 +185,7 @@ def test_it_records_the_sha256_and_whether_the_git_blob_is_the_published_file(ca
     assert info.git_blob == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
     assert info.is_official is False
     assert info.details()["weights_official_blob_match"] is False
-    facechannel._cache.pop((str(weights.resolve()), "fp32"), None)
+    facechannel._cache.pop(str(weights.resolve()))
     with caplog.at_level(logging.WARNING, logger="inference.va.facechannel"):
         facechannel.facechannel_load(str(weights))
     assert "not the published 952d8bc8a22d553e56ec15f6361053ebd113223c" in caplog.text
