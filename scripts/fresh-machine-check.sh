@@ -225,7 +225,7 @@ if [[ -n "$RUN_ONLY" ]]; then in_root "$RUN_ONLY"; exit; fi
 [[ "$ONLY" == test ]] || step demo demo || true
 [[ "$ONLY" == demo ]] || step test tests || true
 echo
-echo "[check] $DISTRO, $(git -C "$REPO" log --oneline -1), host wheels: $((HOST_WHEELS)), pip cache: ${PIP_CACHE:-none}"
+echo "[check] $DISTRO, tested $(git -C "$ROOT/home/tester/affect-eval" log --oneline -1 2>/dev/null), host wheels: $((HOST_WHEELS)), pip cache: ${PIP_CACHE:-none}"
 printf '  %s\n' "${RESULTS[@]}"
 echo "[check] total $(((SECONDS - START) / 60)) min: $( ((FAILED)) && echo FAIL || echo PASS)"
 tail -n 3 "$LOGS/test.log" 2>/dev/null | sed 's/^/  test: /' || true
