@@ -67,6 +67,8 @@ def test_it_prints_a_headline_and_tables_as_text(tmp_path, capsys) -> None:
     ("ratings", "unit,value\nd0,3\n", "ratings.csv: missing column(s) rater"),
     ("ratings", "unit,rater,value\nd0,a,3\nd0,a,4\n", "ratings.csv:3: rater 'a' rated unit 'd0' twice"),
     ("ratings", "unit,rater,value\nd0,a,3\nd0,b,good\n", "ratings.csv:3: value 'good' is not a number"),
+    # A quoted cell spanning two lines: the bad row after it is still named by its physical line.
+    ("ratings", 'unit,rater,value\nd0,"a\nb",3\nd0,c,good\n', "ratings.csv:4: value 'good' is not a number"),
 ])
 def test_it_rejects_bad_input_with_file_and_line(tmp_path, which: str, text: str, message: str) -> None:
     r, s = _files(tmp_path)

@@ -1,7 +1,6 @@
 """Krippendorff's alpha for any long-format CSV (unit,rater,value), from this platform or elsewhere."""
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -10,22 +9,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotations import agreement as A
+from annotations.csvinput import csv_input_open
 
 REQUIRED_COLUMNS = ("unit", "rater", "value")
 
 
 def ratings_csv_read(path: Path, *, level: str) -> tuple[list[str], list[str], list[Any], int]:
     """Units, raters and values from the CSV; blank values are missing ratings (counted, skipped)."""
-    if not path.is_file():
-        raise CommandError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CommandError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if not text.strip():
-        raise CommandError(f"{path}: the file is empty; expected a header unit,rater,value and one row per rating")
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader, header = csv_input_open(path, empty_hint="a header unit,rater,value and one row per rating")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise CommandError(f"{path}: missing column(s) {', '.join(missing)}; the header is {reader.fieldnames!r}")
@@ -35,7 +26,8 @@ def ratings_csv_read(path: Path, *, level: str) -> tuple[list[str], list[str], l
     values: list[Any] = []
     seen: dict[tuple[str, str], int] = {}
     blanks = 0
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num  # the row's last physical line (a quoted cell may span lines)
         unit, rater, raw = (str(row.get(c) or "").strip() for c in REQUIRED_COLUMNS)
         if not unit or not rater:
             raise CommandError(f"{path}:{line}: empty unit or rater")

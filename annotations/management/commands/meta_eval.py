@@ -1,7 +1,6 @@
 """Validate any metric against any human ratings: reliability, ceiling, correlations, comparisons."""
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from annotations import agreement as A
 from annotations import comparative as C
 from annotations import metaeval as M
+from annotations.csvinput import csv_input_open
 from annotations.management.commands.agreement import ratings_csv_read
 
 SCORE_COLUMNS = ("unit", "metric", "score")
@@ -21,16 +21,7 @@ SCORE_COLUMNS = ("unit", "metric", "score")
 def scores_csv_read(path: Path, *, rated_units: set[str]) -> tuple[dict[str, dict[str, float]], dict[str, str] | None,
                                                                   dict[str, str] | None]:
     """Scores per metric and unit, plus the optional system and group of each unit."""
-    if not path.is_file():
-        raise CommandError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CommandError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    if not text.strip():
-        raise CommandError(f"{path}: the file is empty; expected a header unit,metric,score[,system][,group]")
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader, header = csv_input_open(path, empty_hint="a header unit,metric,score[,system][,group]")
     missing = [c for c in SCORE_COLUMNS if c not in header]
     if missing:
         raise CommandError(f"{path}: missing column(s) {', '.join(missing)}; the header is {reader.fieldnames!r}")
@@ -40,7 +31,8 @@ def scores_csv_read(path: Path, *, rated_units: set[str]) -> tuple[dict[str, dic
     first_line: dict[tuple[str, str], int] = {}
     systems: dict[str, str] = {}
     groups: dict[str, str] = {}
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num  # the row's last physical line (a quoted cell may span lines)
         unit, metric, raw = (str(row.get(c) or "").strip() for c in SCORE_COLUMNS)
         if not unit or not metric:
             raise CommandError(f"{path}:{line}: empty unit or metric")
@@ -88,14 +80,7 @@ def choices_csv_read(path: Path) -> list[C.Choice]:
     the scores file's `unit`), `chosen` (best/worst, preferred/other, tie, or empty), optional `unit`
     (or `unit_id`: what was shown together, for the CIs; default: the choice).
     """
-    if not path.is_file():
-        raise CommandError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CommandError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    reader, header = csv_input_open(path)
     column = {name: next((a for a in aliases if a in header), None) for name, aliases in CHOICE_ALIASES.items()}
     missing = [name for name in ("choice", "description", "chosen") if column[name] is None]
     if missing:
@@ -103,7 +88,8 @@ def choices_csv_read(path: Path) -> list[C.Choice]:
                            f"the header is {reader.fieldnames!r}")
     reader.fieldnames = header
     judged: dict[str, dict[str, Any]] = {}
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num  # the row's last physical line (a quoted cell may span lines)
         choice, description = (str(row.get(column[c]) or "").strip() for c in ("choice", "description"))
         chosen = str(row.get(column["chosen"]) or "").strip().lower()
         if not choice or not description:
