@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -41,6 +40,9 @@ import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from peers.potato_peer import server_stop  # noqa: E402 - after the path insert
+
 DB_NAME = "affect_bench"
 SLUG = "bench"
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
@@ -143,17 +145,9 @@ def gunicorn_start(args: argparse.Namespace, env: dict[str, str], port: int) -> 
                 return proc
         except httpx.HTTPError:
             time.sleep(0.2)
-    gunicorn_stop(proc)
+    server_stop(proc)
     raise SystemExit("gunicorn did not answer within 30 s")
 
-
-def gunicorn_stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def join(base: str, worker: str) -> httpx.Client:
@@ -347,12 +341,12 @@ def run_ours(args: argparse.Namespace, rates: list[float]) -> list[dict]:
                 total = sum(len(v) for v in run["results"].values())
                 rates[1] = total / run["wall"] / 2
     finally:
-        gunicorn_stop(proc)
+        server_stop(proc)
     return runs
 
 
 def run_potato(args: argparse.Namespace) -> dict | str:
-    from peers.potato_peer import potato_available, potato_join, potato_start, potato_stop, potato_stored
+    from peers.potato_peer import potato_available, potato_join, potato_start, potato_stored
 
     why = potato_available()
     if why:
@@ -368,7 +362,7 @@ def run_potato(args: argparse.Namespace) -> dict | str:
         for client in clients:
             client.close()
     finally:
-        potato_stop(proc)
+        server_stop(proc)
     run["stored"] = potato_stored(task)
     return run
 

@@ -72,11 +72,12 @@ def potato_start(port: int, items: int) -> tuple[subprocess.Popen, str]:
                 return proc, str(task)
         except httpx.HTTPError:
             time.sleep(0.5)
-    potato_stop(proc)
+    server_stop(proc)
     raise RuntimeError("Potato did not answer within 180 s")
 
 
-def potato_stop(proc: subprocess.Popen) -> None:
+def server_stop(proc: subprocess.Popen) -> None:
+    """Stop a server started with start_new_session=True (gunicorn's master and workers): TERM, then KILL."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
