@@ -4,14 +4,17 @@
 
 1. Model (synthetic-weights fixture: same architecture and cost as the real DimensionalFaceChannel.h5,
    which cannot be downloaded here), images/s: a naive loop (eager port, one image per forward,
-   autograd on), batch 1, the eager port at batch 32, the fp32 inference model at batch 32, the opt-in
+   autograd on), batch 1, the eager port at batch 32, the previous TorchScript/oneDNN model at batch 32,
+   the fp32 inference model (ONNX Runtime) at batch 32, the opt-in
    int8 model at batch 32 (calibrated on the sample faces), and the max |dVA| of int8 against fp32 on
    the fixture and on the sample faces. Then the same network in Keras on TensorFlow 2.15
    (benchmarks/peers/keras_facechannel.py in its own venv; its outputs are checked against the
    fixture first): predict() and tf.function at batch 1 and 32. Our fp32 model is timed before and
    after the peer, and the mean is compared with it.
 2. Stage: decode + detect (YuNet) + crop/preprocess + model on the sample faces. Naive: per image,
-   decode it whole, detect on <= 640 px, run the eager port. Service: the VA chunk service as it runs
+   decode it whole, detect on <= 640 px with OpenCV's FaceDetectorYN (the stage's detector until it
+   moved to ONNX Runtime, and what a plain implementation calls), run the eager port; the same loop with
+   our ONNX Runtime detector is printed too. Service: the VA chunk service as it runs
    (inference/va/pipeline.py: threads, reduced JPEG decode, batched model), the same pipeline on a
    process pool (the alternative measured), and the service with FACE_MIN_SIZE=80 (opt-in: a dataset
    whose faces are all >= 80 px may detect on fewer pixels).
@@ -67,12 +70,13 @@ def bench_model(seconds: float) -> dict[str, float]:
     import numpy as np
     import torch
 
-    from inference.va.facechannel import facechannel_load
+    from inference.va.facechannel import facechannel_load, facechannel_torchscript
     from inference.va.quantize import calibration_faces, max_deviation
 
     loaded = facechannel_load(precision="fp32")
     int8 = facechannel_load(precision="int8")  # calibrated on the sample faces (the default set)
     model, port = loaded.model, loaded.port  # optimised inference model / eager port as `load` built it
+    torchscript = facechannel_torchscript(port)
     faces = np.load(FIXTURE / "inputs_9x1x64x64_float32.npy")
     batch32 = torch.from_numpy(np.concatenate([faces] * 4)[:32])
     single = [torch.from_numpy(face[None]) for face in faces]
@@ -102,7 +106,8 @@ def bench_model(seconds: float) -> dict[str, float]:
 
     sample_faces, _ = calibration_faces()
     return {"naive": _rate(naive, seconds), "batch1": _rate(batch1, seconds),
-            "port32": _rate(port_batched, seconds), "batch32": _rate(batched(model), seconds),
+            "port32": _rate(port_batched, seconds), "torchscript32": _rate(batched(torchscript), seconds),
+            "batch32": _rate(batched(model), seconds),
             "int8_32": _rate(batched(int8.model), seconds),
             "int8_dev_fixture": max_deviation(port, int8.model, faces),
             "int8_dev_samples": max_deviation(port, int8.model, sample_faces),
@@ -127,7 +132,33 @@ def bench_keras(seconds: float, threads: int) -> dict | str:
     return result
 
 
+class OpenCVYuNet:
+    """The naive loop's detector: YuNet through cv2.FaceDetectorYN (the stage's detector before it moved to
+    ONNX Runtime; tests/inference/test_faces_runtime.py shows both find the same boxes)."""
+
+    name = "yunet"
+
+    def __init__(self, path: str) -> None:
+        import cv2
+
+        from inference import faces
+
+        self.model_sha256 = "opencv"
+        self._faces = faces
+        self._detector = cv2.FaceDetectorYN.create(path, "", (320, 320), faces.YUNET_SCORE_THRESHOLD,
+                                                   faces.YUNET_NMS_THRESHOLD, faces.YUNET_TOP_K)
+
+    def input_scale(self, width: int, height: int, *, min_face: int) -> float:
+        return self._faces.detect_scale(width, height, min_face=min_face)
+
+    def detect(self, image):  # noqa: ANN001, ANN201
+        self._detector.setInputSize((image.shape[1], image.shape[0]))
+        _, found = self._detector.detect(image)
+        return [self._faces.FaceBox(*(float(v) for v in f[:4]), float(f[-1])) for f in ([] if found is None else found)]
+
+
 def bench_stage(seconds: float, images: int) -> dict[str, float]:
+    from django.conf import settings
     from django.test import override_settings
 
     from inference.faces import face_detector_load, faces_detect, image_decode
@@ -140,17 +171,20 @@ def bench_stage(seconds: float, images: int) -> dict[str, float]:
     # Unsaved Sample rows (no database needed): the service only reads pk, image and body_box here.
     samples = [Sample(pk=i + 1, image=f"faces/{name}", body_box=None) for i, name in enumerate(names)]
     detector = face_detector_load()
+    opencv = OpenCVYuNet(settings.FACE_DETECTOR_MODEL)
     model = _FaceChannel()
     port = facechannel_load().port
 
-    def naive() -> int:
-        for sample in samples:
-            with sample.image.open("rb") as handle:
-                image = image_decode(handle.read())
-            box = faces_detect(image, detector=detector).box  # an array: decoded whole, detected on <= 640 px
-            if box is not None:
-                facechannel_predict(port, preprocess(image, box.as_list())[None])
-        return len(samples)
+    def naive_with(naive_detector) -> Callable[[], int]:  # noqa: ANN001
+        def go() -> int:
+            for sample in samples:
+                with sample.image.open("rb") as handle:
+                    image = image_decode(handle.read())
+                box = faces_detect(image, detector=naive_detector).box  # decoded whole, detected on <= 640 px
+                if box is not None:
+                    facechannel_predict(port, preprocess(image, box.as_list())[None])
+            return len(samples)
+        return go
 
     def service() -> int:
         outcomes = _run_model(model, samples, detector)
@@ -175,7 +209,8 @@ def bench_stage(seconds: float, images: int) -> dict[str, float]:
         return len(items)
 
     try:
-        return {"naive": _rate(naive, seconds), "service": _rate(service, seconds),
+        return {"naive": _rate(naive_with(opencv), seconds), "naive_ort": _rate(naive_with(detector), seconds),
+                "service": _rate(service, seconds),
                 "processes": _rate(processes, seconds), "min_face_80": _rate(min_face_80, seconds)}
     finally:
         pool.shutdown()
@@ -203,8 +238,9 @@ def main() -> None:
     print(f"model  naive per-image loop : {model['naive']:8.1f} images/s")
     print(f"model  batch 1, inference    : {model['batch1']:8.1f} images/s  ({model['batch1'] / model['naive']:.2f}x naive)")
     print(f"model  batch 32, eager port  : {model['port32']:8.1f} images/s  ({model['port32'] / model['naive']:.2f}x naive)")
-    print(f"model  batch 32, fp32        : {fp32:8.1f} images/s  ({fp32 / model['naive']:.2f}x naive; mean of "
-          "before and after the peer)")
+    print(f"model  batch 32, TorchScript : {model['torchscript32']:8.1f} images/s  (the previous fp32 model)")
+    print(f"model  batch 32, fp32        : {fp32:8.1f} images/s  ({fp32 / model['naive']:.2f}x naive, "
+          f"{fp32 / model['torchscript32']:.2f}x TorchScript; ONNX Runtime; mean of before and after the peer)")
     print(f"model  batch 32, int8        : {int8:8.1f} images/s  ({int8 / fp32:.2f}x fp32; goal >= 1.6x: "
           f"{_goal(int8 / fp32 >= 1.6)})")
     worst = max(model["int8_dev_fixture"], model["int8_dev_samples"])
@@ -223,7 +259,9 @@ def main() -> None:
     if args.no_stage:
         return
     stage = bench_stage(args.seconds, args.images)
-    print(f"stage  naive per-image loop  : {stage['naive']:8.1f} images/s")
+    print(f"stage  naive per-image loop  : {stage['naive']:8.1f} images/s  (OpenCV's FaceDetectorYN)")
+    print(f"stage  same, our detector    : {stage['naive_ort']:8.1f} images/s  (YuNet on ONNX Runtime; "
+          f"{stage['naive_ort'] / stage['naive']:.2f}x)")
     ratio = stage["service"] / stage["naive"]
     print(f"stage  service chunk of {args.images:<4} : {stage['service']:8.1f} images/s  ({ratio:.2f}x naive; "
           f"goal >= 2.5x: {_goal(ratio >= 2.5)})")

@@ -1,6 +1,7 @@
 """Face detection and cropping for the VA stage.
 
-Detectors (settings.FACE_DETECTOR): `yunet` (cv2.FaceDetectorYN on FACE_DETECTOR_MODEL, the default),
+Detectors (settings.FACE_DETECTOR): `yunet` (FACE_DETECTOR_MODEL on ONNX Runtime, decoded as OpenCV's
+FaceDetectorYN does; the default),
 `haar` (OpenCV's bundled frontal-face cascade, no model file needed) and `ssd` (the res10 SSD the
 original FaceChannel used; FACE_SSD_PROTOTXT + FACE_SSD_MODEL). Every box found is kept; the sample's
 VA uses the largest face (ties broken by score), and the choice is recorded with all boxes.
@@ -47,6 +48,7 @@ REDUCED_DECODE_MARGIN = 0.5
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 YUNET_SCORE_THRESHOLD = 0.7
 YUNET_NMS_THRESHOLD = 0.3
+YUNET_TOP_K = 5000
 SSD_CONFIDENCE = 0.5  # the original FaceChannel's threshold
 HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
 
@@ -246,40 +248,74 @@ def _required_file(setting: str) -> str:
 
 
 class YuNetDetector:
+    """YuNet on ONNX Runtime, with OpenCV's FaceDetectorYN pre- and post-processing (same boxes, scores and
+    order: tests/inference/test_faces_runtime.py compares them) at about half its cost on the CPU."""
+
     name = "yunet"
+    STRIDES = (8, 16, 32)
+    DIVISOR = 32  # the input is zero-padded on the right and bottom to a multiple of this
 
     def __init__(self, path: str) -> None:
+        from inference.runtime import ort_session, ort_version
+
         self.path = path
         self.model_sha256 = file_sha256(path)
-        # cv2.FaceDetectorYN keeps per-call state (input size), so each thread of a threads-pool
-        # worker gets its own instance; creating one takes about a millisecond.
-        self._local = threading.local()
-        self._instance()  # fail now, naming the setting, if the file is not a YuNet model
-
-    def _instance(self) -> Any:
-        detector = getattr(self._local, "detector", None)
-        if detector is None:
-            try:
-                detector = cv2.FaceDetectorYN.create(
-                    self.path, "", (320, 320), YUNET_SCORE_THRESHOLD, YUNET_NMS_THRESHOLD, 5000)
-            except cv2.error as exc:
-                raise ImproperlyConfigured(
-                    f"FACE_DETECTOR_MODEL={self.path} is not a YuNet ONNX model: {exc}") from exc
-            self._local.detector = detector
-        return detector
+        # One session for all threads (ONNX Runtime's run is thread-safe); each call runs on its caller's
+        # thread, so a pool of preparation threads detects in parallel.
+        try:
+            self._session = ort_session(path, threads=1, what=f"FACE_DETECTOR_MODEL={path}")
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"FACE_DETECTOR_MODEL={path} is not a YuNet ONNX model: {exc}") from exc
+        inputs = self._session.get_inputs()
+        outputs = [o.name for o in self._session.get_outputs()]
+        wanted = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in self.STRIDES]
+        if len(inputs) != 1 or any(name not in outputs for name in wanted):
+            raise ImproperlyConfigured(f"FACE_DETECTOR_MODEL={path} is not a YuNet ONNX model: outputs "
+                                       f"{outputs}, expected {wanted}")
+        self._input = inputs[0].name
+        self._outputs = wanted
+        self.runtime = f"onnxruntime {ort_version()}"
 
     def input_scale(self, width: int, height: int, *, min_face: int) -> float:
         return detect_scale(width, height, min_face=min_face, detector_min_face=YUNET_MIN_FACE)
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
-        detector = self._instance()
-        detector.setInputSize((image.shape[1], image.shape[0]))
-        _, faces = detector.detect(image)
-        if faces is None:
+        height, width = image.shape[:2]
+        pad_h = ((height - 1) // self.DIVISOR + 1) * self.DIVISOR
+        pad_w = ((width - 1) // self.DIVISOR + 1) * self.DIVISOR
+        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)  # BGR, unscaled, as cv2.dnn.blobFromImage makes it
+        blob[0, :, :height, :width] = image.transpose(2, 0, 1)
+        found = dict(zip(self._outputs, self._session.run(self._outputs, {self._input: blob}), strict=True))
+        boxes, scores = [], []
+        for stride in self.STRIDES:
+            cols = pad_w // stride
+            cls = np.clip(found[f"cls_{stride}"].reshape(-1), 0, 1)
+            obj = np.clip(found[f"obj_{stride}"].reshape(-1), 0, 1)
+            score = np.sqrt(cls * obj)
+            keep = np.flatnonzero(score >= YUNET_SCORE_THRESHOLD)
+            if not len(keep):
+                continue
+            raw = found[f"bbox_{stride}"].reshape(-1, 4)[keep]
+            col = (keep % cols).astype(np.float32)
+            row = (keep // cols).astype(np.float32)
+            w = np.exp(raw[:, 2]) * np.float32(stride)
+            h = np.exp(raw[:, 3]) * np.float32(stride)
+            x = (col + raw[:, 0]) * np.float32(stride) - w / np.float32(2)
+            y = (row + raw[:, 1]) * np.float32(stride) - h / np.float32(2)
+            boxes.append(np.stack([x, y, w, h], axis=1))
+            scores.append(score[keep])
+        if not boxes:
             return []
+        found_boxes, found_scores = np.concatenate(boxes), np.concatenate(scores)
         # YuNet decodes boxes through exp(); a non-finite one came back once in these tests: it is no face.
-        return [FaceBox(float(f[0]), float(f[1]), float(f[2]), float(f[3]), float(f[-1])) for f in faces
-                if np.isfinite(f[:4]).all()]
+        finite = np.isfinite(found_boxes).all(axis=1)
+        found_boxes, found_scores = found_boxes[finite], found_scores[finite]
+        order: Any = range(len(found_boxes))
+        if len(found_boxes) > 1:
+            # OpenCV suppresses overlaps on the boxes truncated to integers (Rect2i), keeping the float ones.
+            order = cv2.dnn.NMSBoxes(np.trunc(found_boxes).astype(np.float64).tolist(), found_scores.tolist(),
+                                     YUNET_SCORE_THRESHOLD, YUNET_NMS_THRESHOLD, 1.0, YUNET_TOP_K)
+        return [FaceBox(*(float(v) for v in found_boxes[i]), float(found_scores[i])) for i in np.ravel(order)]
 
 
 class HaarDetector:

@@ -74,7 +74,8 @@ class _FaceChannel(_Model):
         loaded = facechannel_load()
         self._model, self._predict, self._preprocess = loaded.model, facechannel_predict, preprocess
         self.sha256 = loaded.version  # int8 (opt-in) results get their own version, never mixed with fp32
-        self.base_details = {"derived": False, "model": "FaceChannelV1 Dim (PyTorch port)", **loaded.info.details(),
+        self.base_details = {"derived": False, "model": "FaceChannelV1 Dim (PyTorch port)",
+                             "runtime": getattr(loaded.model, "runtime", "torch"), **loaded.info.details(),
                              **(loaded.precision_details or {})}
 
     def preprocess(self, image: np.ndarray, box: list[int]) -> np.ndarray:

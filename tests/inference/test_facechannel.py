@@ -105,12 +105,34 @@ def test_it_would_fail_with_the_wrong_flatten_order(keras_weights, inputs, keras
 
 def test_it_runs_the_optimised_model_with_the_same_outputs_at_any_batch_size(weights, faces_in) -> None:
     loaded = facechannel.facechannel_load(str(weights))
+    assert isinstance(loaded.model, facechannel.OnnxFaceChannel)  # ONNX Runtime, not a silent fallback
     reference = _run(loaded.port, faces_in)  # the plain port, layer by layer as in the file
     assert np.abs(facechannel.facechannel_predict(loaded.model, faces_in, batch_size=3) - reference).max() < 1e-5
     n = len(faces_in)
     single = np.concatenate([facechannel.facechannel_predict(loaded.model, faces_in[i:i + 1]) for i in range(n)])
     assert np.abs(single - reference).max() < 1e-5
     assert facechannel.facechannel_predict(loaded.model, faces_in[:0]).shape == (0, 2)
+
+
+def test_every_inference_runtime_matches_the_keras_outputs(port, inputs, keras_outputs) -> None:
+    for model in (facechannel.OnnxFaceChannel(port, threads=1), facechannel.OnnxFaceChannel(port, threads=2),
+                  facechannel.facechannel_torchscript(port)):
+        assert np.abs(_run(model, inputs) - keras_outputs).max() < 1e-5
+        assert np.abs(_run(model, np.concatenate([inputs] * 4)) - np.concatenate([keras_outputs] * 4)).max() < 1e-5
+
+
+def test_it_falls_back_to_torchscript_when_onnx_runtime_cannot_run_it(weights, faces_in, monkeypatch, caplog) -> None:
+    port = facechannel.load(str(weights))
+
+    def broken(*args, **kwargs):
+        raise ValueError("FaceChannel: ONNX Runtime cannot load the exported graph: simulated")
+
+    monkeypatch.setattr("inference.runtime.ort_session", broken)
+    with caplog.at_level(logging.WARNING, logger="inference.va.facechannel"):
+        model = facechannel.facechannel_optimize(port)
+    assert not isinstance(model, facechannel.OnnxFaceChannel)
+    assert "ONNX Runtime unavailable" in caplog.text and "simulated" in caplog.text
+    assert np.abs(_run(model, faces_in) - _run(port, faces_in)).max() < 1e-5
 
 
 def test_it_reads_batchnorm_epsilon_and_flatten_format_from_the_file(tmp_path, weights, faces_in) -> None:
