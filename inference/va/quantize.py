@@ -1,14 +1,16 @@
-"""Opt-in int8 FaceChannel (FACECHANNEL_PRECISION=int8): PyTorch's static post-training quantisation.
+"""Opt-in int8 FaceChannel (FACECHANNEL_PRECISION=int8): static post-training quantisation.
 
 fp32 stays the default and the one that matches the authors' Keras model. int8 is built from the fp32
-port with PyTorch's own eager-mode tooling on the x86 (fbgemm) backend:
-- conv + BatchNorm + ReLU fused (BN folded), per-channel symmetric int8 weights, uint8 activations
-  with histogram (MSE-optimal range) observers over the full 0..255 range on CPUs with VNNI, 0..127 on
-  the others (`activation_bits`);
+port's ONNX graph (the one fp32 runs) with ONNX Runtime's quantisation tooling, and runs on ONNX Runtime:
+- convolutions (BatchNorm folded in by the exporter) with their ReLUs, the pooling and the dense layers
+  in int8 (QLinearConv, QGemm; `QUANTIZED_OPS`): per-channel symmetric int8 weights, uint8 activations
+  with min/max ranges from the calibration faces; on CPUs without VNNI the weights use 7 bits
+  (`activation_bits`), as int8 products saturate there;
 - the shunting inhibition relu(conv10) / (0.5 + relu(conv10_inhibition)) is computed in float: a
-  quotient of two quantised tensors amplifies their rounding where the denominator is small;
-- the 200-unit dense layer and the two one-unit tanh heads stay float (0.1 % of the arithmetic; an int8
-  dense layer alone took the synthetic fixture to 0.021 from Keras with 7-bit activations, 0.016 in float).
+  quotient of two quantised tensors amplifies their rounding where the denominator is small; the tanh
+  of the two heads too.
+PyTorch's own eager-mode tooling (fbgemm) was the first implementation: on the AVX2-only CPU it ran at
+about 0.7x this one's speed and refused 8-bit activations (0.032 from fp32); benchmarks/va_throughput.py.
 Calibration runs the fp32 and int8 models on faces the user supplies (FACECHANNEL_INT8_CALIBRATION, a
 folder of images) or the sample faces, each also mirrored. If the largest |int8 - fp32| over the
 calibration set exceeds FACECHANNEL_INT8_MAX_DEVIATION (default 0.02 on [-1, 1]) the model is refused:
@@ -16,9 +18,9 @@ a wrong-but-fast model is worse than a slow one.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from django.core.exceptions import ImproperlyConfigured
 from torch import nn
 
 from inference.loading import ProcessCache
-from inference.va.facechannel import FaceChannelDim, preprocess
+from inference.va.facechannel import FaceChannelDim, OnnxFaceChannel, facechannel_onnx, preprocess
 
 logger = logging.getLogger(__name__)
 
@@ -39,84 +41,55 @@ PRECISIONS = ("fp32", "int8")
 DEFAULT_MAX_DEVIATION = 0.02
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 MIN_CALIBRATION_FACES = 4
+# In int8: the convolutions (99.9 % of the arithmetic) with their ReLUs, the pooling, the dense layer and the
+# heads' products (QLinearConv, QGemm); tanh and the shunting inhibition's sum and quotient stay float.
+# Measured against keeping the dense layer float too: 0.008 instead of 0.016 from Keras on the fixture.
+QUANTIZED_OPS = ["Conv", "MaxPool", "Relu", "Gemm"]
 
 
 class Int8RefusedError(ImproperlyConfigured):
     """The int8 model deviates from fp32 by more than the bound on its own calibration set."""
 
 
-class _Int8FaceChannel(nn.Module):
-    """The port's network rearranged into quantisable modules (same weights, same arithmetic in fp32)."""
-
-    def __init__(self, port: FaceChannelDim) -> None:
-        super().__init__()
-        from torch.ao.quantization import DeQuantStub, QuantStub
-
-        layers: list[nn.Module] = []
-        self.fuse_groups: list[list[str]] = []
-        for i, (conv, norm) in enumerate(zip(port.convs, port.norms, strict=True)):
-            start = len(layers)
-            layers += [copy.deepcopy(conv), copy.deepcopy(norm), nn.ReLU()]
-            self.fuse_groups.append([f"body.{start}", f"body.{start + 1}", f"body.{start + 2}"])
-            if i in port.pool_after:
-                layers.append(nn.MaxPool2d(2))
-        self.body = nn.Sequential(*layers)
-        self.excite = nn.Sequential(copy.deepcopy(port.conv10), nn.ReLU())
-        self.inhibit = nn.Sequential(copy.deepcopy(port.conv10_inhibition), nn.ReLU())
-        self.fuse_groups += [["excite.0", "excite.1"], ["inhibit.0", "inhibit.1"]]
-        self.decay = port.inhibition_decay
-        self.pool = nn.MaxPool2d(2)
-        self.dense = nn.Sequential(copy.deepcopy(port.dense), nn.ReLU())
-        self.arousal, self.valence = copy.deepcopy(port.arousal), copy.deepcopy(port.valence)
-        self.quant_in = QuantStub()
-        self.dequant_excite, self.dequant_inhibit = DeQuantStub(), DeQuantStub()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.body(self.quant_in(x))
-        excite, inhibit = self.dequant_excite(self.excite(x)), self.dequant_inhibit(self.inhibit(x))
-        hidden = torch.flatten(self.pool(excite / (self.decay + inhibit)), 1)
-        hidden = self.dense(hidden)
-        return torch.cat([torch.tanh(self.arousal(hidden)), torch.tanh(self.valence(hidden))], dim=1)
-
-
 def activation_bits() -> int:
-    """8 on CPUs with VNNI; 7 on the others, where fbgemm's u8 x s8 products go through 16-bit saturating
-    adds (vpmaddubsw) and full-range activations overflow them (measured on an AVX2-only AMD EPYC: max |dVA|
-    0.032 with 8 bits, refused; PyTorch's x86 default qconfig makes the same choice)."""
+    """8 on CPUs with VNNI; 7 on the others, where int8 x uint8 products go through 16-bit saturating adds
+    (vpmaddubsw) and full-range values overflow them (measured on an AVX2-only AMD EPYC: PyTorch's fbgemm
+    with 8-bit activations deviated 0.032 from fp32 and was refused). ONNX Runtime's `reduce_range` then
+    quantises the weights to 7 bits, which keeps every product pair inside 16 bits."""
     vnni = getattr(torch.cpu, "_is_vnni_supported", None)
     return 8 if vnni is not None and vnni() else 7
 
 
-def _qconfig(bits: int) -> Any:
-    from torch.ao.quantization import HistogramObserver, PerChannelMinMaxObserver, QConfig
+class _Calibration:
+    """onnxruntime.quantization's CalibrationDataReader protocol over (N, 1, 64, 64) faces, 16 at a time."""
 
-    # With VNNI the full 8 bits halve the rounding error; the deviation check below catches anything else.
-    return QConfig(
-        activation=HistogramObserver.with_args(dtype=torch.quint8, reduce_range=bits == 7),
-        weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
+    def __init__(self, faces: np.ndarray) -> None:
+        self._batches = iter([{"faces": faces[i:i + 16]} for i in range(0, len(faces), 16)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
 
 
-def facechannel_quantize(port: FaceChannelDim, calibration: np.ndarray) -> nn.Module:
+def facechannel_quantize(port: FaceChannelDim, calibration: np.ndarray) -> OnnxFaceChannel:
     """Static post-training int8 quantisation of the port, calibrated on (N, 1, 64, 64) faces in [0, 1]."""
-    from torch.ao.quantization import convert, fuse_modules, prepare
-
     if calibration.ndim != 4 or calibration.shape[1:] != (1, 64, 64) or len(calibration) == 0:
         raise ValueError(f"calibration faces must be (N, 1, 64, 64), got {calibration.shape}")
-    if "x86" not in torch.backends.quantized.supported_engines:
-        raise ImproperlyConfigured("FACECHANNEL_PRECISION=int8 needs PyTorch's x86 (fbgemm) quantized engine, "
-                                   f"which this build lacks ({torch.backends.quantized.supported_engines})")
-    torch.backends.quantized.engine = "x86"
-    model = _Int8FaceChannel(port).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        model = fuse_modules(model, model.fuse_groups)
-        model.qconfig = _qconfig(activation_bits())
-        for head in (model.dense, model.arousal, model.valence):
-            head.qconfig = None
-        prepared = prepare(model)
-        with torch.inference_mode():
-            prepared(torch.from_numpy(np.ascontiguousarray(calibration, dtype=np.float32)))
-        return convert(prepared).eval()
+    try:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"FACECHANNEL_PRECISION=int8 needs onnxruntime.quantization ({exc}); run "
+                                   "scripts/setup.sh to install the requirements") from exc
+    faces = np.ascontiguousarray(calibration, dtype=np.float32)
+    with tempfile.TemporaryDirectory(prefix="facechannel-int8-") as folder:
+        fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        fp32.write_bytes(facechannel_onnx(port))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the quantiser recommends its pre-processing step; not needed here
+            quantize_static(
+                str(fp32), str(int8), _Calibration(faces), quant_format=QuantFormat.QOperator, per_channel=True,
+                reduce_range=activation_bits() == 7, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=QUANTIZED_OPS)
+        return OnnxFaceChannel(int8.read_bytes())
 
 
 def calibration_faces(folder: str | None = None) -> tuple[np.ndarray, list[str]]:

@@ -115,7 +115,8 @@ def test_it_runs_the_optimised_model_with_the_same_outputs_at_any_batch_size(wei
 
 
 def test_every_inference_runtime_matches_the_keras_outputs(port, inputs, keras_outputs) -> None:
-    for model in (facechannel.OnnxFaceChannel(port, threads=1), facechannel.OnnxFaceChannel(port, threads=2),
+    for model in (facechannel.OnnxFaceChannel.from_port(port, threads=1),
+                  facechannel.OnnxFaceChannel.from_port(port, threads=2),
                   facechannel.facechannel_torchscript(port)):
         assert np.abs(_run(model, inputs) - keras_outputs).max() < 1e-5
         assert np.abs(_run(model, np.concatenate([inputs] * 4)) - np.concatenate([keras_outputs] * 4)).max() < 1e-5
