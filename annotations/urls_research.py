@@ -25,6 +25,8 @@ urlpatterns = [
     path("studies/<slug:slug>/participants/erase", v.participant_erase_view, name="participant_erase"),
     path("api/studies/<slug:slug>/ratings", v.api_ratings, name="api_ratings"),
     path("api/studies/<slug:slug>/items", v.api_items, name="api_items"),
+    path("api/studies/<slug:slug>/choices", v.api_choices, name="api_choices"),
+    path("api/studies/<slug:slug>/scores", v.api_scores, name="api_scores"),
     path("api/studies/<slug:slug>/reports/latest", v.api_report, name="api_report_latest"),
     path("api/studies/<slug:slug>/reports/<int:version>", v.api_report, name="api_report"),
 ]

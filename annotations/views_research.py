@@ -247,6 +247,20 @@ def api_items(request: HttpRequest, study: Study) -> JsonResponse:
 
 
 @token_required
+def api_choices(request: HttpRequest, study: Study) -> JsonResponse:
+    """Best–worst / pairwise raw choices (the choices.csv rows); an empty list for a Likert study."""
+    return JsonResponse({"study": study.slug, "kind": study.kind, "columns": CHOICE_COLUMNS,
+                         "choices": study_choice_rows(study=study)})
+
+
+@token_required
+def api_scores(request: HttpRequest, study: Study) -> JsonResponse:
+    """Per description: counting and Bradley–Terry scores with CIs (the scores.csv rows)."""
+    return JsonResponse({"study": study.slug, "kind": study.kind, "columns": SCORE_COLUMNS,
+                         "scores": study_score_rows(study=study)})
+
+
+@token_required
 def api_report(request: HttpRequest, study: Study, version: int | None = None) -> JsonResponse:
     reports = study.reports.order_by("-version")
     report = reports.filter(version=version).first() if version is not None else reports.first()

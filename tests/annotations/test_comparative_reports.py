@@ -145,3 +145,23 @@ def test_it_refuses_a_bad_choices_file_with_file_and_line(tmp_path, body, messag
     scores.write_text("unit,metric,score\na,m,1\nb,m,2\n")
     with pytest.raises(CommandError, match=re.escape(message)):
         call_command("meta_eval", "--choices", str(choices), "--scores", str(scores))
+
+
+def test_the_token_api_serves_choices_and_scores_to_the_owner_only(researcher, outsider) -> None:
+    from annotations.services.tokens import api_token_create
+
+    study = _study(Study.Kind.BWS, researcher, systems=4, k=1, slug="bws-api")
+    choices_simulate(study, annotators=1)
+    key = api_token_create(user=researcher)[1]
+    client = Client()
+    choices = client.get(f"/research/api/studies/{study.slug}/choices", HTTP_AUTHORIZATION=f"Bearer {key}").json()
+    assert choices["kind"] == "bws" and choices["columns"] == CHOICE_COLUMNS
+    assert choices["choices"] == json.loads(json.dumps(study_choice_rows(study=study), default=str))
+    scores = client.get(f"/research/api/studies/{study.slug}/scores", HTTP_AUTHORIZATION=f"Bearer {key}").json()
+    assert len(scores["scores"]) == len({r["generation_id"] for r in choices["choices"]})
+    assert all(r["counting_ci_low"] <= r["counting"] <= r["counting_ci_high"] for r in scores["scores"])
+    other = api_token_create(user=outsider)[1]
+    for route in ("choices", "scores"):
+        response = client.get(f"/research/api/studies/{study.slug}/{route}", HTTP_AUTHORIZATION=f"Bearer {other}")
+        assert response.status_code == 404
+        assert client.get(f"/research/api/studies/{study.slug}/{route}").status_code == 401
