@@ -53,7 +53,11 @@ def production_env(tmp_path_factory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("prod")
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)  # the Dockerfile says `python`
+    # The Dockerfile says `python`. A wrapper, not a symlink: a symlink to a venv's interpreter from another
+    # folder starts the base interpreter without the venv's packages (seen on a fresh machine).
+    wrapper = bin_dir / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "DEBUG", "REDIS_URL"}}
     env.update({
         "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
