@@ -76,15 +76,18 @@ def facechannel_quantize(port: FaceChannelDim, calibration: np.ndarray) -> OnnxF
         raise ValueError(f"calibration faces must be (N, 1, 64, 64), got {calibration.shape}")
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError as exc:
         raise ImproperlyConfigured(f"FACECHANNEL_PRECISION=int8 needs onnxruntime.quantization ({exc}); run "
                                    "scripts/setup.sh to install the requirements") from exc
     faces = np.ascontiguousarray(calibration, dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="facechannel-int8-") as folder:
-        fp32, int8 = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
-        fp32.write_bytes(facechannel_onnx(port))
+        exported, fp32, int8 = (Path(folder) / f"{name}.onnx" for name in ("exported", "fp32", "int8"))
+        exported.write_bytes(facechannel_onnx(port))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the quantiser recommends its pre-processing step; not needed here
+            warnings.simplefilter("ignore")
+            # The quantiser's own pre-processing: shape inference and graph clean-up (it warns without it).
+            quant_pre_process(str(exported), str(fp32), skip_symbolic_shape=True)
             quantize_static(
                 str(fp32), str(int8), _Calibration(faces), quant_format=QuantFormat.QOperator, per_channel=True,
                 reduce_range=activation_bits() == 7, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
