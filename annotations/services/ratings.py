@@ -111,11 +111,14 @@ def _token_parse(token: object) -> uuid.UUID:
         raise AssignmentNotFound("no such assignment") from exc
 
 
-def annotator_exclusion_apply(*, annotator: Annotator, study: Study, check_failed: bool, now: datetime) -> bool:
-    """Count a failed check, apply the study's exclusion rules; return True when the session must end."""
+def annotator_exclusion_apply(
+    *, annotator: Annotator, study: Study, check_failed: bool, now: datetime, counted: bool = False
+) -> bool:
+    """Count a failed check (unless the caller's write already did: `counted`), apply the study's exclusion
+    rules; return True when the session must end."""
     if not check_failed and study.min_median_seconds <= 0:
         return False  # no rule can newly apply; skip the reads on the hot path of every submit
-    if check_failed:
+    if check_failed and not counted:
         Annotator.objects.filter(pk=annotator.pk).update(failed_checks=F("failed_checks") + 1)
     annotator.refresh_from_db(fields=["failed_checks", "excluded", "exclusion_reason", "completed_at"])
     reasons = []
@@ -165,6 +168,73 @@ def _rating_store(*, rating: Rating, assignment: Assignment, now: datetime) -> N
     rating._state.db = connection.alias
 
 
+# The usual submit on PostgreSQL in one statement: a Likert value for a live assignment of one's own marks it
+# submitted and inserts the rating, checked against the study and item rows as they are now (scale, check
+# range, time on item) and, for a failed check, counts it on the annotator in the same statement. Anything
+# else (a replay, a late, unknown or someone else's assignment, a value off the scale, a comparative study)
+# changes no row and takes the exact path, which decides and explains. A double submit stays single: under
+# READ COMMITTED the UPDATE waits for a concurrent submit of the same row and re-checks `status = 'active'`
+# on the version that one committed, so the second changes nothing and the exact path answers it as a replay.
+_FAST_SUBMIT_SQL = """
+WITH submitted AS (
+  UPDATE annotations_assignment m SET status = 'submitted', submitted_at = %(now)s
+  FROM annotations_annotator a JOIN annotations_study s ON s.id = a.study_id
+  WHERE m.token = %(token)s AND m.annotator_id = %(me)s AND a.id = m.annotator_id
+    AND m.status = 'active' AND m.expires_at > %(now)s
+    AND s.kind = 'likert' AND %(value)s BETWEEN s.scale_min AND s.scale_max
+  RETURNING m.id, m.item_id, COALESCE(m.shown_at, m.created_at) AS started,
+    s.min_median_seconds, s.max_failed_checks, s.failed_check_action
+), rated AS (
+  INSERT INTO annotations_rating (assignment_id, item_id, annotator_id, value, best_id, worst_id, shown_order,
+    comment, seconds_on_item, passed_check, created_at)
+  SELECT u.id, u.item_id, %(me)s, %(value)s, NULL, NULL, '[]'::jsonb, %(comment)s,
+    GREATEST(0, EXTRACT(EPOCH FROM %(now)s - u.started))::float8,
+    CASE WHEN i.kind <> 'normal' AND i.expected_min IS NOT NULL AND i.expected_max IS NOT NULL
+      THEN %(value)s BETWEEN i.expected_min AND i.expected_max END,
+    %(now)s
+  FROM submitted u JOIN annotations_item i ON i.id = u.item_id
+  RETURNING id, assignment_id, item_id, seconds_on_item, passed_check
+), counted AS (
+  UPDATE annotations_annotator SET failed_checks = failed_checks + 1
+  WHERE id = %(me)s AND EXISTS (SELECT 1 FROM rated WHERE rated.passed_check = false)
+)
+SELECT r.id, r.assignment_id, r.item_id, r.seconds_on_item, r.passed_check,
+  u.min_median_seconds, u.max_failed_checks, u.failed_check_action
+FROM rated r JOIN submitted u ON u.id = r.assignment_id
+"""
+_STUDY_RULES = ("min_median_seconds", "max_failed_checks", "failed_check_action")
+
+
+def _rating_submit_fast(
+    *, annotator: Annotator, token: uuid.UUID, raw: object, comment: str
+) -> SubmitResult | None:
+    """The one-statement submit (PostgreSQL); None when the exact path must decide."""
+    try:
+        value = int(str(raw).strip())  # the parse rating_value_parse does; its errors come from the exact path
+    except (TypeError, ValueError):
+        return None
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_FAST_SUBMIT_SQL, {"now": now, "token": token, "me": annotator.pk, "value": value,
+                                          "comment": comment})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    rating_id, assignment_id, item_id, seconds, passed, *rules = row
+    rating = Rating(id=rating_id, assignment_id=assignment_id, item_id=item_id, annotator_id=annotator.pk,
+                    value=value, comment=comment, shown_order=[], seconds_on_item=seconds, passed_check=passed,
+                    created_at=now)
+    rating._state.adding = False
+    rating._state.db = connection.alias
+    # The rules as the statement read them; Study's other fields stay deferred (from_db wants model order).
+    read = dict(zip(("id", *_STUDY_RULES), (annotator.study_id, *rules), strict=True))
+    names = [field.attname for field in Study._meta.concrete_fields if field.attname in read]
+    study = Study.from_db(connection.alias, names, [read[name] for name in names])
+    ended = annotator_exclusion_apply(annotator=annotator, study=study, check_failed=passed is False, now=now,
+                                      counted=True)
+    return SubmitResult(rating=rating, created=True, check_failed=passed is False, session_ended=ended)
+
+
 def rating_submit(
     *, annotator: Annotator, assignment_token: object, value: object = None, comment: str = "",
     best: object = None, worst: object = None,
@@ -180,6 +250,10 @@ def rating_submit(
     if len(comment) > MAX_COMMENT_CHARS:
         raise RatingInvalid(f"the comment is longer than {MAX_COMMENT_CHARS} characters")
     with transaction.atomic():
+        if connection.vendor == "postgresql" and value is not None:
+            fast = _rating_submit_fast(annotator=annotator, token=token, raw=value, comment=comment)
+            if fast is not None:
+                return fast
         # Row lock: two concurrent submits of one assignment run one after the other; the second sees
         # the first's status and becomes a replay.
         assignment = (
