@@ -10,6 +10,8 @@ from django.db.models import F
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
+from evalplatform.db import prepared_cursor
+
 from ..assignment import item_slot_free_locked
 from ..models import Annotator, Assignment, Item, Rating, Study, UnitOption
 from ..selectors import annotator_median_seconds
@@ -214,7 +216,7 @@ def _rating_submit_fast(
     except (TypeError, ValueError):
         return None
     now = timezone.now()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_FAST_SUBMIT_SQL, {"now": now, "token": token, "me": annotator.pk, "value": value,
                                           "comment": comment})
         row = cursor.fetchone()
