@@ -264,3 +264,29 @@ def test_it_claims_in_the_seeded_order_the_exact_path_uses(make_generations, joi
     expected = candidate_item_ids(annotator=anna, study=big)
     assert rate_all(anna) == expected  # the PostgreSQL claim's SQL order is the Python order
 
+
+
+def test_it_counts_what_is_left_for_the_progress_bar_alike_in_sql_and_in_the_orm(study, join_annotator) -> None:
+    from annotations.assignment import annotator_remaining_count, remaining_checks_and_normal
+
+    study_check_items_add(study=study, check_items=["Attention: choose 5 here.|5|5"])
+    n1, n2, n3, n4, n5, n6 = study.items.filter(kind=Item.Kind.NORMAL).order_by("id")
+    check = study.items.get(kind=Item.Kind.ATTENTION)
+    anna, ben, cara, dan = (join_annotator(study, name) for name in ("anna", "ben", "cara", "dan"))
+    Annotator.objects.filter(pk=dan.pk).update(excluded=True)
+    later, earlier = timezone.now() + timedelta(minutes=30), timezone.now() - timedelta(seconds=1)
+    for item, annotator, status, expires in [
+        (n1, ben, "submitted", later), (n1, cara, "submitted", later),  # full (k = 2)
+        (n2, ben, "active", later), (n2, dan, "submitted", later),  # one live slot: dan is excluded
+        (n3, cara, "active", earlier),  # abandoned: no live slot
+        (n4, anna, "submitted", later), (n5, anna, "active", later),  # anna's own
+        (n6, anna, "expired", earlier),  # anna's expired claim: open to her again
+        (check, ben, "submitted", later),
+    ]:
+        Assignment.objects.create(item=item, annotator=annotator, status=status, expires_at=expires)
+    Rating.objects.create(assignment=Assignment.objects.get(item=n4, annotator=anna), item=n4, annotator=anna, value=3)
+    assert remaining_checks_and_normal(annotator=anna) == remaining_checks_and_normal(annotator=anna, orm=True) == (1, 3)
+    assert annotator_remaining_count(annotator=anna) == 4  # n2, n3, n6 and the check
+    Study.objects.filter(pk=study.pk).update(items_per_participant=2)
+    anna = Annotator.objects.select_related("study").get(pk=anna.pk)
+    assert annotator_remaining_count(annotator=anna) == 1  # one normal item left in the budget: the one in hand
