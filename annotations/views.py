@@ -33,6 +33,7 @@ from .selectors import (
     annotator_completion,
     annotator_own_ratings,
     annotator_rating_count,
+    annotator_rating_count_of_row,
     studies_for_researcher,
     study_annotator_rows,
     study_cost,
@@ -121,7 +122,8 @@ def _session_annotator(request: HttpRequest, slug: str) -> Annotator | None:
         return None
     candidates = (Annotator.objects.select_related("study")
                   .filter(pk__in=ids, study__slug=slug, identity_erased_at__isnull=True)
-                  .exclude(study__status=Study.Status.DRAFT))
+                  .exclude(study__status=Study.Status.DRAFT)
+                  .order_by())  # at most a few rows: no ORDER BY to compile or run on every request
     for annotator in candidates:
         if request.session.get(_session_key(annotator.study)) == annotator.pk:
             return annotator
@@ -287,13 +289,17 @@ def _to_next_item(request: HttpRequest, study: Study, annotator: Annotator) -> H
     return redirect("annotations:done", slug=study.slug)
 
 
-def _own_assignment(annotator: Annotator, study: Study, token: Any) -> Assignment:
+def _own_assignment(annotator: Annotator, study: Study, token: Any, *, with_done: bool = False) -> Assignment:
     # 404 (not 403) for someone else's id too: an id that is not yours is indistinguishable from a forged one.
-    assignment = (
+    assignments = (
         Assignment.objects.select_related("item__generation__va_estimate__sample", "item__sample")
         .filter(token=token, annotator=annotator, item__study=study)
-        .first()
     )
+    if with_done:
+        # The page's "item N" count rides along with the assignment: one query fewer per page.
+        assignments = assignments.annotate(done=annotator_rating_count_of_row())
+    # The token is unique: no ORDER BY to compile or run.
+    assignment = next(iter(assignments.order_by()[:1]), None)
     if assignment is None:
         raise Http404("no such assignment")
     return assignment
@@ -303,7 +309,9 @@ def _item_context(
     study: Study, annotator: Annotator, assignment: Assignment, form: RatingForm | ChoiceForm | None
 ) -> dict[str, Any]:
     item = assignment.item
-    done = annotator_rating_count(annotator=annotator)
+    done = getattr(assignment, "done", None)
+    if done is None:
+        done = annotator_rating_count(annotator=annotator)
     if study.items_per_participant is not None:  # with a budget the length of the session is known
         total_estimate = study.items_per_participant + study.items.exclude(kind=Item.Kind.NORMAL).count()
     else:
@@ -346,7 +354,7 @@ def _item_page(study: Study, item: Any, form: RatingForm | ChoiceForm | None, *,
 def item(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -> HttpResponse:
     comparative = study.kind != Study.Kind.LIKERT
     if request.method == "GET":
-        assignment = _own_assignment(annotator, study, token)
+        assignment = _own_assignment(annotator, study, token, with_done=True)
         if assignment.status != Assignment.Status.ACTIVE:
             return redirect("annotations:next", slug=study.slug)
         assignment_mark_shown(assignment=assignment)
@@ -377,7 +385,7 @@ def item(request: HttpRequest, study: Study, annotator: Annotator, token: Any) -
             form.add_error(None if comparative else "value", str(exc))
         else:
             return _after_submit(request, study, annotator, result)
-    assignment = _own_assignment(annotator, study, token)
+    assignment = _own_assignment(annotator, study, token, with_done=True)
     if assignment.status == Assignment.Status.SUBMITTED:
         messages.info(request, ALREADY_RECORDED)
         return redirect("annotations:next", slug=study.slug)

@@ -3,8 +3,8 @@
 Django binds parameters on the client (psycopg's ClientCursor), so PostgreSQL parses and plans every query
 anew. For the rating flow's long statements planning costs more than running them (the claim's first
 statement: about 2 ms to plan, 0.5 ms to run on 600 items), so these statements use server-side binding,
-and psycopg prepares each one on a connection after `prepare_threshold` runs (DB_PREPARE_THRESHOLD; Django's
-own queries are never prepared). The cursor keeps Django's wrapper: the statements are counted, logged and
+and psycopg prepares each one on a connection after `prepare_threshold` runs (DB_PREPARE_THRESHOLD, default 0:
+at the first; Django's own queries are never prepared). The cursor keeps Django's wrapper: the statements are counted, logged and
 seen by execute wrappers like any other query.
 """
 from __future__ import annotations

@@ -125,9 +125,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The rating flow's hand-written statements (evalplatform/db.py) are prepared on a connection after this
-    # many runs, so PostgreSQL plans them once rather than on every request. 0 turns it off (for a pooler in
-    # transaction mode without prepared-statement support). Django's own queries are never prepared.
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = env_int("DB_PREPARE_THRESHOLD", 5) or None
+    # many runs (0: at the first), so PostgreSQL plans them once rather than on every request. "off" for a
+    # pooler in transaction mode without prepared-statement support. Django's own queries are never prepared.
+    _prepare = env_str("DB_PREPARE_THRESHOLD", "0").strip().lower()
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "off" else int(_prepare or 0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
