@@ -5,13 +5,16 @@ saturation >= 1.5x Potato's on the same run, and p99 < 50 ms at half of our satu
 
 What it does, all on 127.0.0.1:
 1. (re)creates the database `affect_bench`, migrates it, seeds one open study (N items, k raters);
-2. starts gunicorn on the real WSGI app (DEBUG off, persistent DB connections);
+2. starts gunicorn on the real WSGI app (DEBUG off, persistent DB connections; 2 x CPUs + 1 processes of one
+   thread each by default);
 3. joins U crowd annotators (Prolific links + consent; not timed);
 4. paces requests at --rate per second for --duration seconds (at most --max-requests), each virtual
-   annotator looping over items: GET the rating page → POST the rating, whose 302 leads straight to the
-   next item's page (GET /s/<slug>/, the assignment redirect, only when the answer sends it there);
-5. prints throughput (requests and items per second) and p50/p99 per endpoint, send to last byte.
-With --peers, the same load (same users, rate and duration) then runs against Potato
+   annotator (a thread with one keep-alive connection, benchmarks/loadclient.py) looping over items: GET the
+   rating page → POST the rating, whose 302 leads straight to the next item's page (GET /s/<slug>/, the
+   assignment redirect, only when the answer sends it there);
+5. prints throughput (requests and items per second), p50/p99 per endpoint, send to last byte, and the load
+   generator's own CPU per request (it shares the machine with the servers).
+With --peers, the same load (same users, rate, duration and client) then runs against Potato
 (benchmarks/peers/potato_peer.py: GET /annotate → POST /updateinstance → POST /annotate next), and the
 items-per-second ratio is printed. With --saturate, both run open-loop at --rate (set it above what
 either can serve), and ours runs again paced at half of its measured saturation for the p99 goal.
@@ -35,13 +38,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import httpx
 import psycopg
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from peers.potato_peer import server_stop  # noqa: E402 - after the path insert
+from loadclient import ClientError, KeepAliveClient, Response, status_of  # noqa: E402 - after the path insert
+from peers.potato_peer import server_stop  # noqa: E402
 
 DB_NAME = "affect_bench"
 SLUG = "bench"
@@ -56,8 +59,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=40, help="Concurrent virtual annotators (threads).")
     parser.add_argument("--items", type=int, default=1000, help="Items in the seeded study.")
     parser.add_argument("--k", type=int, default=5, help="Raters per item in the seeded study.")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes.")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (gthread).")
+    # One request per process at a time, like the image's sync workers, sized by gunicorn's 2 x cores + 1 rule:
+    # threads of one process share its GIL, and two busy ones take turns every 5 ms (2x4 threads gave a
+    # 20 % lower saturation and a longer tail on 2 cores). gthread keeps the client's connections alive.
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
+                        help="gunicorn worker processes (default 2 x CPUs + 1).")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread).")
     parser.add_argument("--port", type=int, default=0, help="Port (default: a free one).")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL.")
     parser.add_argument("--json", help="Also write the figures to this JSON file.")
@@ -140,20 +147,21 @@ def gunicorn_start(args: argparse.Namespace, env: dict[str, str], port: int) -> 
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/pipeline/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
+        if status_of(f"http://127.0.0.1:{port}", "/pipeline/healthz", timeout=1) == 200:
+            return proc
+        time.sleep(0.2)
     server_stop(proc)
     raise SystemExit("gunicorn did not answer within 30 s")
 
 
 
-def join(base: str, worker: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=10)
-    page = client.get(f"/s/{SLUG}/join", params={"PROLIFIC_PID": worker, "STUDY_ID": "b", "SESSION_ID": worker},
-                      follow_redirects=True)
+def join(base: str, worker: str) -> KeepAliveClient:
+    client = KeepAliveClient(base, timeout=10)
+    page = client.get(f"/s/{SLUG}/join", params={"PROLIFIC_PID": worker, "STUDY_ID": "b", "SESSION_ID": worker})
+    for _ in range(5):  # join → consent (redirects on this site's own paths)
+        if page.status_code not in (301, 302) or not page.headers.get("location", "").startswith("/"):
+            break
+        page = client.get(page.headers["location"])
     token = CSRF_RE.search(page.text)
     if page.status_code != 200 or token is None:
         raise SystemExit(f"join failed for {worker}: {page.status_code}")
@@ -188,15 +196,15 @@ class Pacer:
 
 
 def _timer(pacer: Pacer, results: dict[str, list[float]], lags: list[float], errors: list[str],
-           lock: threading.Lock, client: httpx.Client):  # noqa: ANN202 - a closure
-    def timed(name: str, method: str, url: str, **kwargs: object) -> httpx.Response | None:
+           lock: threading.Lock, client: KeepAliveClient):  # noqa: ANN202 - a closure
+    def timed(name: str, method: str, url: str, **kwargs: object) -> Response | None:
         slot = pacer.next_slot()
         if slot is None:
             return None
         sent = time.perf_counter()
         try:
             response = client.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
+        except ClientError as exc:
             with lock:
                 errors.append(f"{name}: {exc!r}")
             return None
@@ -213,7 +221,7 @@ def _fail(errors: list[str], lock: threading.Lock, message: str) -> None:
         errors.append(message)
 
 
-def annotate(client: httpx.Client, pacer: Pacer, results: dict[str, list[float]], lags: list[float],
+def annotate(client: KeepAliveClient, pacer: Pacer, results: dict[str, list[float]], lags: list[float],
              errors: list[str], lock: threading.Lock) -> None:
     timed = _timer(pacer, results, lags, errors, lock, client)
     location = f"/s/{SLUG}/"
@@ -243,7 +251,7 @@ def annotate(client: httpx.Client, pacer: Pacer, results: dict[str, list[float]]
         location = posted.headers.get("location", "")
 
 
-def annotate_potato(client: httpx.Client, pacer: Pacer, results: dict[str, list[float]], lags: list[float],
+def annotate_potato(client: KeepAliveClient, pacer: Pacer, results: dict[str, list[float]], lags: list[float],
                     errors: list[str], lock: threading.Lock) -> None:
     from peers.potato_peer import INSTANCE_RE
 
@@ -278,20 +286,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def run_load(clients: list[httpx.Client], cycle, rate: float, args: argparse.Namespace) -> dict:  # noqa: ANN001
+def run_load(clients: list[KeepAliveClient], cycle, rate: float, args: argparse.Namespace) -> dict:  # noqa: ANN001
     results: dict[str, list[float]] = defaultdict(list)
     lags: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     pacer = Pacer(rate, args.duration, args.max_requests)
+    cpu_start = time.process_time()
     threads = [threading.Thread(target=cycle, args=(c, pacer, results, lags, errors, lock)) for c in clients]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=args.duration + 120)
     wall = time.perf_counter() - pacer.start
+    client_cpu = time.process_time() - cpu_start
     items = len(results.pop("items", []))
-    return {"results": results, "lags": lags, "errors": errors, "wall": wall, "items": items, "rate": rate}
+    return {"results": results, "lags": lags, "errors": errors, "wall": wall, "items": items, "rate": rate,
+            "client_cpu": client_cpu}
 
 
 def report(title: str, run: dict) -> dict[str, dict[str, float]]:
@@ -311,6 +322,9 @@ def report(title: str, run: dict) -> dict[str, dict[str, float]]:
         figures[name] = row
         print(f"{name:<22}{row['n']:>7}{row['rps']:>9.1f}{row['p50_ms']:>9.1f}{row['p99_ms']:>9.1f}"
               f"{row['max_ms']:>9.1f}")
+    if total:
+        print(f"the load generator's own CPU: {run['client_cpu'] / total * 1000:.2f} ms per request "
+              f"({run['client_cpu'] / wall * 100:.0f} % of one core)")
     if run["lags"]:
         print(f"send lag behind schedule: p50 {statistics.median(run['lags']) * 1000:.1f} ms, "
               f"p99 {percentile(run['lags'], 99) * 1000:.1f} ms (large = the client or server could not keep up)")

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from loadclient import KeepAliveClient, status_of  # benchmarks/ is on the path of the scripts using this
 
 VENV = Path(__file__).resolve().parent / ".venvs" / "potato"
 GUNICORN = VENV / "bin" / "gunicorn"
@@ -67,11 +67,9 @@ def potato_start(port: int, items: int) -> tuple[subprocess.Popen, str]:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"Potato exited at start; see {task / 'server.log'}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc, str(task)
-        except httpx.HTTPError:
-            time.sleep(0.5)
+        if status_of(f"http://127.0.0.1:{port}", "/health") == 200:
+            return proc, str(task)
+        time.sleep(0.5)
     server_stop(proc)
     raise RuntimeError("Potato did not answer within 180 s")
 
@@ -86,8 +84,8 @@ def server_stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def potato_join(base: str, worker: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=10)
+def potato_join(base: str, worker: str) -> KeepAliveClient:
+    client = KeepAliveClient(base, timeout=10)
     response = client.get("/", params={"PROLIFIC_PID": worker, "STUDY_ID": "b", "SESSION_ID": worker})
     if response.status_code not in (200, 302):
         raise RuntimeError(f"Potato login failed for {worker}: {response.status_code}")
