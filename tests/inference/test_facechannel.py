@@ -122,6 +122,16 @@ def test_every_inference_runtime_matches_the_keras_outputs(port, inputs, keras_o
         assert np.abs(_run(model, np.concatenate([inputs] * 4)) - np.concatenate([keras_outputs] * 4)).max() < 1e-5
 
 
+def test_every_inference_runtime_matches_the_port_on_the_shipped_faces(weights, faces_in) -> None:
+    """The same check without the Keras fixture (a clone alone): seeded weights, the shipped portraits."""
+    port = facechannel.load(str(weights))
+    reference = _run(port, faces_in)
+    for model in (facechannel.OnnxFaceChannel.from_port(port, threads=1),
+                  facechannel.OnnxFaceChannel.from_port(port, threads=2), facechannel.facechannel_torchscript(port)):
+        assert np.abs(_run(model, faces_in) - reference).max() < 1e-5
+        assert np.abs(_run(model, np.concatenate([faces_in] * 11)) - np.concatenate([reference] * 11)).max() < 1e-5
+
+
 def test_it_falls_back_to_torchscript_when_onnx_runtime_cannot_run_it(weights, faces_in, monkeypatch, caplog) -> None:
     port = facechannel.load(str(weights))
 
