@@ -30,6 +30,7 @@ def test_it_runs_every_stage_and_opens_a_study(capsys, settings) -> None:
     assert "PROLIFIC_PID=demo-worker-1" in out
     assert study.owner == User.objects.get(username="demo-researcher")  # made by the same service as the web form
     assert f"/studies/{study.slug}/manage/" in out and f"/studies/{study.slug}/preview/" in out
+    assert "no pairwise study: only one system describes each face" in out  # --skip-llm: the lexicon alone
 
     # Re-running reuses everything: no new rows, the same study.
     counts = (VAEstimate.objects.count(), Generation.objects.count(), Similarity.objects.count())
@@ -70,3 +71,24 @@ def test_a_demo_study_rated_by_three_workers_gives_a_report_with_plots(settings)
 def test_it_names_the_missing_manifest(tmp_path) -> None:
     with pytest.raises(CommandError, match="demo manifest not found"):
         call_command("demo", "--manifest", str(tmp_path / "none.csv"))
+
+
+def test_it_adds_a_pairwise_study_when_two_systems_describe_the_faces() -> None:
+    from annotations.management.commands.demo import DEMO_PAIRWISE, Command
+    from inference.models import Dataset
+    from tests.annotations.comparative_data import SYSTEM_PREFIX, make_systems_on_faces
+
+    make_systems_on_faces(samples=3, systems=2)
+    command = Command()
+    command._accounts()
+    dataset = Dataset.objects.get(name="faces")
+    configs = [f"{SYSTEM_PREFIX}0", f"{SYSTEM_PREFIX}1"]
+    study, why = command._pairwise_study(dataset=dataset, configs=configs, raters=2)
+    assert why == "" and study.slug == DEMO_PAIRWISE and study.kind == Study.Kind.PAIRWISE
+    assert study.status == Study.Status.OPEN and study.owner.username == "demo-researcher"
+    units = Item.objects.filter(study=study, kind="normal")
+    assert units.count() > 0 and all(unit.options.count() == 2 for unit in units)
+    assert command._pairwise_study(dataset=dataset, configs=configs, raters=2)[0].pk == study.pk  # re-run
+    Study.objects.filter(pk=study.pk).delete()
+    assert command._pairwise_study(dataset=dataset, configs=configs[:1], raters=2) == (
+        None, "only one system describes each face (run without --skip-llm for two)")

@@ -27,6 +27,7 @@ from inference.stages import PlanInput
 
 DEMO_DATASET = "demo-faces"
 DEMO_STUDY = "demo-study"
+DEMO_PAIRWISE = "demo-pairwise"
 DEMO_PASSWORD = "affect-eval-demo"
 EMBEDDERS = tuple(Similarity.Family.values)
 
@@ -100,6 +101,12 @@ class Command(BaseCommand):
         study = self._study(dataset=dataset, configs=configs, raters=raters)
         say(f"[4/4] study {study.slug!r}: {study.items.count()} items, k={study.raters_per_item}, "
             f"owner {study.owner.get_username() if study.owner else '(none)'}")
+        pairwise, why = self._pairwise_study(dataset=dataset, configs=configs, raters=raters)
+        if pairwise is None:
+            say(f"      no pairwise study: {why}")
+        else:
+            say(f"      pairwise study {pairwise.slug!r}: {pairwise.items.count()} units (which of two "
+                f"descriptions fits the face better), k={pairwise.raters_per_item}")
         base = "http://" + os.environ.get("DEMO_ADDR", "127.0.0.1:8000")
         say("")
         say(f"Open {base}/ —")
@@ -108,6 +115,28 @@ class Command(BaseCommand):
         say(f"  researcher: demo-researcher → {base}/studies/{study.slug}/manage/ "
             f"(preview as a participant: {base}/studies/{study.slug}/preview/)")
         say(f"  admin:      demo-admin → {base}/admin/ (batches: /pipeline/batches/)")
+
+    def _pairwise_study(self, *, dataset, configs: list[str], raters: int):
+        """(study, "") — a pairwise comparison of the same descriptions, when at least two systems describe the
+        faces — or (None, why not). Made by the same service as the web form, owned by demo-researcher."""
+        from django.contrib.auth.models import User
+
+        from annotations.models import Study
+        from annotations.services.studies import StudyInvalid, study_create
+
+        existing = Study.objects.filter(slug=DEMO_PAIRWISE).first()
+        if existing:
+            return existing, ""
+        if len(configs) < 2:
+            return None, "only one system describes each face (run without --skip-llm for two)"
+        try:
+            study = study_create(name="Demo: which description fits the face better?", slug=DEMO_PAIRWISE,
+                                 dataset=dataset, config_names=configs, prompt_names=["describe"], k=raters,
+                                 open_now=True, owner=User.objects.get(username="demo-researcher"),
+                                 kind=Study.Kind.PAIRWISE, expected_minutes=3, pay_per_hour="9.00")
+        except StudyInvalid as exc:
+            return None, str(exc)
+        return study, ""
 
     def _wait(self, batch, batch_model, timeout_s: float = 3600):
         """Poll the row until the worker (the embedded one in the demo) has finished it."""
