@@ -1,4 +1,4 @@
-"""Admin for studies (created from a selection of Generations), items, annotators and their work.
+"""Admin for studies (edited here, created on the study page), items, annotators and their work.
 
 Ratings and assignments are read-only here: an edited rating would silently disagree with the time
 and check outcome recorded with it.
@@ -10,58 +10,27 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 
 from inference.admin import ReadOnlyAdmin
-from inference.models import Generation, LLMConfig, PromptTemplate
 
 from .models import Annotator, ApiToken, Assignment, Item, Rating, Report, Study
-from .services.studies import StudyInvalid, generations_select, study_items_add, study_status_set
+from .services.studies import StudyInvalid, study_status_set
 from .services.tokens import api_token_revoke
 
 
 class StudyAdminForm(forms.ModelForm):
-    """The model's fields plus the Generation selection that fills a new study with items."""
-
-    select_configs = forms.ModelMultipleChoiceField(
-        queryset=LLMConfig.objects.all(), required=False, help_text="LLM configs whose generations are rated."
-    )
-    select_prompts = forms.ModelMultipleChoiceField(
-        queryset=PromptTemplate.objects.all(), required=False, help_text="Prompts (all versions of each name)."
-    )
-    select_task = forms.ChoiceField(choices=PromptTemplate.Task.choices, initial=PromptTemplate.Task.DESCRIBE)
-    select_any_status = forms.BooleanField(
-        required=False, help_text="Also include unparseable/flagged generations (default: status ok only)."
-    )
+    """Editing an existing study's fields; studies are created on the study page (`study_create`)."""
 
     class Meta:
         model = Study
-        # Comparative (best–worst, pairwise) studies are built by study_create, which makes their design;
-        # the admin makes Likert studies only.
+        # The design of comparative studies and the pseudonym salt belong to the creation service.
         exclude = ["selection", "created_by", "kind", "allow_ties", "design_seed", "unit_appearances",
                    "pseudonym_salt"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if self.instance.pk is None and not self.errors:
-            statuses = Generation.Status.values if cleaned.get("select_any_status") else [Generation.Status.OK]
-            try:
-                self.selected = generations_select(
-                    dataset=cleaned.get("dataset"),
-                    config_names=[c.name for c in cleaned.get("select_configs") or []],
-                    prompt_names=sorted({p.name for p in cleaned.get("select_prompts") or []}),
-                    task=cleaned.get("select_task") or PromptTemplate.Task.DESCRIBE, statuses=statuses,
-                )
-            except StudyInvalid as exc:
-                raise forms.ValidationError(str(exc)) from exc
-            if not self.selected:
-                raise forms.ValidationError("No generations match this selection; the study would be empty.")
-            self.selection = {
-                "dataset": getattr(cleaned.get("dataset"), "name", None),
-                "configs": [c.name for c in cleaned.get("select_configs") or []],
-                "prompts": sorted({p.name for p in cleaned.get("select_prompts") or []}),
-                "task": cleaned.get("select_task"), "statuses": list(statuses),
-            }
         if cleaned.get("scale_max") is not None and cleaned.get("scale_min") is not None:
             if cleaned["scale_max"] <= cleaned["scale_min"]:
                 raise forms.ValidationError("scale_max must be greater than scale_min.")
@@ -97,24 +66,11 @@ class StudyAdmin(admin.ModelAdmin):
     actions = ["open_studies", "close_studies"]
     readonly_fields = ["selection"]
 
-    def get_fieldsets(self, request: HttpRequest, obj: Study | None = None) -> Any:
-        fieldsets = [(None, {"fields": [f for f in self.form.base_fields if not f.startswith("select_")]})]
-        if obj is None:
-            fieldsets.insert(1, ("Generations to rate", {"fields": [
-                "select_configs", "select_prompts", "select_task", "select_any_status"]}))
-        else:
-            fieldsets.append(("Selection", {"fields": ["selection"]}))
-        return fieldsets
-
-    def save_model(self, request: HttpRequest, obj: Study, form: StudyAdminForm, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user
-            obj.owner = obj.owner or request.user
-            obj.selection = form.selection
-        super().save_model(request, obj, form, change)
-        if not change:
-            added = study_items_add(study=obj, generations=form.selected)
-            messages.info(request, f"{added} item(s) added from the selection.")
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        # One creation service for the web form, `create_study` and the demo: items, comparative designs,
+        # check items, owner and pseudonym salt are made there, never half in the admin.
+        messages.info(request, "Studies are created on the study page, which builds their items and checks.")
+        return redirect("annotations:study_create")
 
     @admin.action(description="Open the selected studies")
     def open_studies(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:

@@ -9,7 +9,7 @@ from django.test import Client
 
 from annotations.models import Item, Study
 from annotations.services.studies import StudyInvalid, study_check_items_add, study_create
-from inference.models import Generation, LLMConfig, PromptTemplate
+from inference.models import Generation, PromptTemplate
 
 from .conftest import SECRET_CONFIG
 
@@ -151,42 +151,24 @@ def test_it_reports_a_malformed_checks_file(make_generations, tmp_path) -> None:
         call_command("create_study", "--name", "Bad", "--checks-file", str(bad))
 
 
-def _admin_post(make_generations, **fields: object) -> dict:
+def test_the_admin_sends_study_creation_to_the_study_page(make_generations, admin_user) -> None:
+    """One creation service (items, designs, checks, owner): the admin's add page only points to it."""
     make_generations(3)
-    data = {
-        "name": "Admin study", "slug": "admin-study", "status": "draft", "dataset": "",
-        "question": "How well?", "scale_min": 1, "scale_max": 5, "scale_labels": "[]", "raters_per_item": 3,
-        "show_image": "on", "instructions": "", "consent_text": "", "completion_code": "ADMIN1",
-        "max_failed_checks": 0, "min_median_seconds": 0, "failed_check_action": "warn",
-        "assignment_timeout_minutes": 30, "partial_completion_code": "PART1", "early_finish": "partial",
-        "pay_currency": "GBP", "completion_url_template": "https://app.prolific.com/submissions/complete?cc={code}",
-        "select_configs": [LLMConfig.objects.get().pk],
-        "select_prompts": [PromptTemplate.objects.get().pk], "select_task": "describe",
-        "items-TOTAL_FORMS": 1, "items-INITIAL_FORMS": 0, "items-MIN_NUM_FORMS": 0, "items-MAX_NUM_FORMS": 1000,
-        "items-0-kind": "attention", "items-0-text": "Choose 1", "items-0-expected_min": 1,
-        "items-0-expected_max": 1,
-    }
-    data.update(fields)
-    return data
-
-
-def test_it_creates_a_study_with_items_in_the_admin(make_generations, admin_user) -> None:
-    data = _admin_post(make_generations)
     client = Client()
     client.force_login(admin_user)
-    response = client.post("/admin/annotations/study/add/", data)
-    assert response.status_code == 302, response.content.decode()[-3000:]
-    study = Study.objects.get(slug="admin-study")
-    assert study.items.filter(kind="normal").count() == 3
-    assert study.items.get(kind="attention").expected_max == 1
-    assert study.selection["configs"] == [SECRET_CONFIG] and study.created_by == admin_user
-    assert study.owner == admin_user
-
-
-def test_it_refuses_an_admin_study_whose_selection_is_empty(make_generations, admin_user) -> None:
-    data = _admin_post(make_generations, select_task="categorize")
-    client = Client()
-    client.force_login(admin_user)
-    response = client.post("/admin/annotations/study/add/", data)
-    assert response.status_code == 200 and b"No generations match this selection" in response.content
+    for response in (client.get("/admin/annotations/study/add/"),
+                     client.post("/admin/annotations/study/add/", {"name": "Admin study", "slug": "admin-study"})):
+        assert response.status_code == 302 and response["Location"] == "/studies/new/"
     assert not Study.objects.exists()
+    page = client.get("/studies/new/")
+    assert page.status_code == 200 and b"Studies are created on the study page" in page.content
+
+
+def test_the_admin_still_opens_a_study_for_editing(make_generations, admin_user) -> None:
+    make_generations(3)
+    study = study_create(name="Edit me", dataset="faces", config_names=[SECRET_CONFIG], prompt_names=["describe"],
+                         owner=admin_user)
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(f"/admin/annotations/study/{study.pk}/change/")
+    assert page.status_code == 200 and b"Edit me" in page.content
