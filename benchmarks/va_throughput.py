@@ -137,20 +137,14 @@ class OpenCVYuNet:
     """The naive loop's detector: YuNet through cv2.FaceDetectorYN (the stage's detector before it moved to
     ONNX Runtime; tests/inference/test_faces_runtime.py shows both find the same boxes)."""
 
-    name = "yunet"
-
     def __init__(self, path: str) -> None:
         import cv2
 
         from inference import faces
 
-        self.model_sha256 = "opencv"
         self._faces = faces
         self._detector = cv2.FaceDetectorYN.create(path, "", (320, 320), faces.YUNET_SCORE_THRESHOLD,
                                                    faces.YUNET_NMS_THRESHOLD, faces.YUNET_TOP_K)
-
-    def input_scale(self, width: int, height: int, *, min_face: int) -> float:
-        return self._faces.detect_scale(width, height, min_face=min_face)
 
     def detect(self, image):  # noqa: ANN001, ANN201
         self._detector.setInputSize((image.shape[1], image.shape[0]))

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -127,8 +128,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The rating flow's hand-written statements (evalplatform/db.py) are prepared on a connection after this
     # many runs (0: at the first), so PostgreSQL plans them once rather than on every request. "off" for a
     # pooler in transaction mode without prepared-statement support. Django's own queries are never prepared.
-    _prepare = env_str("DB_PREPARE_THRESHOLD", "0").strip().lower()
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "off" else int(_prepare or 0)
+    _prepare = env_str("DB_PREPARE_THRESHOLD", "0").strip().lower() or "0"
+    if _prepare != "off" and not _prepare.isdigit():
+        raise ImproperlyConfigured(f"DB_PREPARE_THRESHOLD={_prepare!r} must be a whole number >= 0 or 'off'")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None if _prepare == "off" else int(_prepare)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

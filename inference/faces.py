@@ -252,7 +252,7 @@ def _required_file(setting: str) -> str:
 
 class YuNetDetector:
     """YuNet on ONNX Runtime, with OpenCV's FaceDetectorYN pre- and post-processing (same boxes, scores and
-    order: tests/inference/test_faces_runtime.py compares them) at about half its cost on the CPU."""
+    order: tests/inference/test_faces_runtime.py compares them) at less than half its cost on the CPU."""
 
     name = "yunet"
     STRIDES = (8, 16, 32)

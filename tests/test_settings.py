@@ -143,3 +143,23 @@ def test_it_serves_static_files_without_debug_or_collectstatic(client, settings)
     assert settings.DEBUG is False
     assert client.get("/static/annotations/rate.js").status_code == 200
     assert client.get("/static/admin/css/base.css").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["sometimes", "-1", "2.5"])
+def test_it_names_a_bad_prepare_threshold(value) -> None:
+    env = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test", "DB_PREPARE_THRESHOLD": value,
+           "DJANGO_SETTINGS_MODULE": "evalplatform.settings"}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert f"DB_PREPARE_THRESHOLD='{value}' must be a whole number >= 0 or 'off'" in result.stderr
+
+
+def test_it_reads_the_prepare_threshold_and_off() -> None:
+    code = "from django.conf import settings as s; print(s.DATABASES['default']['OPTIONS']['prepare_threshold'])"
+    for value, shown in (("off", "None"), ("7", "7"), ("", "0")):
+        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        env.update({"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test", "DB_PREPARE_THRESHOLD": value,
+                    "DJANGO_SETTINGS_MODULE": "evalplatform.settings"})
+        result = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=REPO, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip() == shown, result.stderr

@@ -5,12 +5,14 @@ port's ONNX graph (the one fp32 runs) with ONNX Runtime's quantisation tooling, 
 - convolutions (BatchNorm folded in by the exporter) with their ReLUs, the pooling and the dense layers
   in int8 (QLinearConv, QGemm; `QUANTIZED_OPS`): per-channel symmetric int8 weights, uint8 activations
   with min/max ranges from the calibration faces; on CPUs without VNNI the weights use 7 bits
-  (`activation_bits`), as int8 products saturate there;
+  (`weight_bits`), as int8 products saturate there;
 - the shunting inhibition relu(conv10) / (0.5 + relu(conv10_inhibition)) is computed in float: a
   quotient of two quantised tensors amplifies their rounding where the denominator is small; the tanh
   of the two heads too.
-PyTorch's own eager-mode tooling (fbgemm) was the first implementation: on the AVX2-only CPU it ran at
-about 0.7x this one's speed and refused 8-bit activations (0.032 from fp32); benchmarks/va_throughput.py.
+PyTorch's own eager-mode tooling (fbgemm) was the first implementation. On the AVX2-only CPU it deviated
+0.032 from fp32 with 8-bit activations (refused), and with 7-bit activations and a float dense layer it ran
+at 1.40x ONNX Runtime's fp32 in one run (84.8 vs 60.7 images/s at load ~4), where this one gives 1.6-2.35x
+(benchmarks/va_throughput.py).
 Calibration runs the fp32 and int8 models on faces the user supplies (FACECHANNEL_INT8_CALIBRATION, a
 folder of images) or the sample faces, each also mirrored. If the largest |int8 - fp32| over the
 calibration set exceeds FACECHANNEL_INT8_MAX_DEVIATION (default 0.02 on [-1, 1]) the model is refused:
@@ -51,11 +53,11 @@ class Int8RefusedError(ImproperlyConfigured):
     """The int8 model deviates from fp32 by more than the bound on its own calibration set."""
 
 
-def activation_bits() -> int:
-    """8 on CPUs with VNNI; 7 on the others, where int8 x uint8 products go through 16-bit saturating adds
-    (vpmaddubsw) and full-range values overflow them (measured on an AVX2-only AMD EPYC: PyTorch's fbgemm
-    with 8-bit activations deviated 0.032 from fp32 and was refused). ONNX Runtime's `reduce_range` then
-    quantises the weights to 7 bits, which keeps every product pair inside 16 bits."""
+def weight_bits() -> int:
+    """Bits of the int8 weights: 8 on CPUs with VNNI; 7 on the others, where uint8 x int8 products go through
+    16-bit saturating adds (vpmaddubsw) and full-range values overflow them (measured on an AVX2-only AMD EPYC:
+    PyTorch's fbgemm with full-range values deviated 0.032 from fp32 and was refused). ONNX Runtime's
+    `reduce_range` quantises the weights to 7 bits, which keeps every product pair inside 16 bits."""
     vnni = getattr(torch.cpu, "_is_vnni_supported", None)
     return 8 if vnni is not None and vnni() else 7
 
@@ -90,7 +92,7 @@ def facechannel_quantize(port: FaceChannelDim, calibration: np.ndarray) -> OnnxF
             quant_pre_process(str(exported), str(fp32), skip_symbolic_shape=True)
             quantize_static(
                 str(fp32), str(int8), _Calibration(faces), quant_format=QuantFormat.QOperator, per_channel=True,
-                reduce_range=activation_bits() == 7, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                reduce_range=weight_bits() == 7, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=QUANTIZED_OPS)
         return OnnxFaceChannel(int8.read_bytes())
 
@@ -138,18 +140,18 @@ class Int8FaceChannel:
     bound: float
     calibration: list[str]
     calibration_sha256: str
-    activation_bits: int = 8
+    weight_bits: int = 8
 
     def version(self, weights_sha256: str) -> str:
         """The model version recorded with each estimate: int8 results never mix with fp32 ones, nor
-        results of 7-bit activations (CPUs without VNNI) with 8-bit ones."""
-        bits = "" if self.activation_bits == 8 else f":a{self.activation_bits}"
+        results of 7-bit weights (CPUs without VNNI) with 8-bit ones."""
+        bits = "" if self.weight_bits == 8 else f":w{self.weight_bits}"
         return hashlib.sha256(f"{weights_sha256}:int8:{self.calibration_sha256}{bits}".encode()).hexdigest()
 
     def details(self) -> dict[str, Any]:
         return {"precision": "int8", "int8_max_deviation": round(self.deviation, 6), "int8_bound": self.bound,
                 "int8_calibration": self.calibration, "int8_calibration_sha256": self.calibration_sha256,
-                "int8_activation_bits": self.activation_bits}
+                "int8_weight_bits": self.weight_bits}
 
 
 def max_deviation_bound() -> float:
@@ -169,7 +171,7 @@ def int8_build(port: FaceChannelDim, faces: np.ndarray, names: list[str], *, bou
             f"fp32 by up to {deviation:.4f} in valence/arousal, above the bound {bound} "
             f"(FACECHANNEL_INT8_MAX_DEVIATION). Use fp32, or calibrate on more faces (FACECHANNEL_INT8_CALIBRATION).")
     digest = hashlib.sha256(np.ascontiguousarray(faces).tobytes()).hexdigest()
-    return Int8FaceChannel(model, deviation, bound, names, digest, activation_bits())
+    return Int8FaceChannel(model, deviation, bound, names, digest, weight_bits())
 
 
 _cache: ProcessCache[Int8FaceChannel] = ProcessCache()  # by (weights sha256, calibration folder, bound)

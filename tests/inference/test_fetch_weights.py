@@ -124,20 +124,16 @@ def test_it_refuses_an_archive_with_the_wrong_checksum(server, tmp_path) -> None
     assert _nothing_written(tmp_path / "models")
 
 
-def test_it_refuses_a_right_archive_whose_model_has_the_wrong_checksum(server, tmp_path, monkeypatch) -> None:
-    wrong = _archive({"trainedNetworks/DimensionalFaceChannel.h5": b"tampered"})
-    monkeypatch.setattr(weights, "FACECHANNEL_ARCHIVE_GIT_BLOB", _blob(wrong))
-    _Handler.routes["/x.tar.xz"] = (200, wrong, None)
-    with pytest.raises(CommandError, match="DimensionalFaceChannel.h5 in the archive has git blob"):
-        _fetch(f"{server}/x.tar.xz", tmp_path / "models" / "fc.h5")
-    assert _nothing_written(tmp_path / "models")
-
-
-def test_it_refuses_an_archive_without_the_dimensional_model(server, tmp_path, monkeypatch) -> None:
-    other = _archive({"trainedNetworks/CategoricalFaceChannel.h5": b"categorical"})
-    monkeypatch.setattr(weights, "FACECHANNEL_ARCHIVE_GIT_BLOB", _blob(other))
-    _Handler.routes["/x.tar.xz"] = (200, other, None)
-    with pytest.raises(CommandError, match="holds no DimensionalFaceChannel.h5"):
+@pytest.mark.parametrize(("members", "message"), [
+    ({"trainedNetworks/DimensionalFaceChannel.h5": b"tampered"}, "DimensionalFaceChannel.h5 in the archive has git blob"),
+    ({"trainedNetworks/CategoricalFaceChannel.h5": b"categorical"}, "holds no DimensionalFaceChannel.h5"),
+], ids=["model-with-the-wrong-checksum", "no-dimensional-model"])
+def test_it_refuses_an_archive_with_the_right_checksum_but_not_the_right_model(server, tmp_path, monkeypatch,
+                                                                               members, message) -> None:
+    archive = _archive(members)
+    monkeypatch.setattr(weights, "FACECHANNEL_ARCHIVE_GIT_BLOB", _blob(archive))
+    _Handler.routes["/x.tar.xz"] = (200, archive, None)
+    with pytest.raises(CommandError, match=message):
         _fetch(f"{server}/x.tar.xz", tmp_path / "models" / "fc.h5")
     assert _nothing_written(tmp_path / "models")
 

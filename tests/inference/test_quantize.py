@@ -75,17 +75,17 @@ def test_it_records_its_calibration_deviation_and_its_own_model_version(int8, ca
     assert details["precision"] == "int8" and details["int8_bound"] == 0.02
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert int8.version(sha) != sha and len(int8.version(sha)) == 64
-    # 7-bit activations on CPUs without VNNI: recorded, and never mixed with 8-bit results.
-    assert details["int8_activation_bits"] == int8.activation_bits == quantize.activation_bits() in (7, 8)
-    other = dataclasses.replace(int8, activation_bits=15 - int8.activation_bits)
+    # 7-bit weights on CPUs without VNNI: recorded, and never mixed with 8-bit results.
+    assert details["int8_weight_bits"] == int8.weight_bits == quantize.weight_bits() in (7, 8)
+    other = dataclasses.replace(int8, weight_bits=15 - int8.weight_bits)
     assert other.version(sha) != int8.version(sha)
 
 
-def test_it_uses_7_bit_activations_exactly_when_the_cpu_lacks_vnni(monkeypatch) -> None:
+def test_it_uses_7_bit_weights_exactly_when_the_cpu_lacks_vnni(monkeypatch) -> None:
     monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False)
-    assert quantize.activation_bits() == 7
+    assert quantize.weight_bits() == 7
     monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: True)
-    assert quantize.activation_bits() == 8
+    assert quantize.weight_bits() == 8
 
 
 def test_it_refuses_when_the_calibration_deviation_exceeds_the_bound(port, calibration) -> None:
