@@ -24,4 +24,5 @@ RUN DJANGO_SETTINGS_MODULE=evalplatform.settings_production ALLOWED_HOSTS=build 
 RUN useradd --create-home app && mkdir -p /data && chown app /data
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "evalplatform.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+# Workers, threads, bind and timeout: gunicorn.conf.py (read from /app; WEB_CONCURRENCY etc. override).
+CMD ["gunicorn", "evalplatform.wsgi:application"]
