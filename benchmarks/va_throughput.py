@@ -10,7 +10,9 @@
    the fixture and on the sample faces. Then the same network in Keras on TensorFlow 2.15
    (benchmarks/peers/keras_facechannel.py in its own venv; its outputs are checked against the
    fixture first): predict() and tf.function at batch 1 and 32. Our fp32 model is timed before and
-   after the peer, and the mean is compared with it.
+   after the peer, and the mean is compared with it. Both are also put as GFLOP/s (the network's 1.25
+   GFLOP per face, counted from its layers) against this CPU's float32 matrix-product rate in the same
+   run: a model near that rate can only get faster by doing fewer operations.
 2. Stage: decode + detect (YuNet) + crop/preprocess + model on the sample faces. Naive: per image,
    decode it whole, resize to <= 640 px (INTER_AREA), detect with OpenCV's FaceDetectorYN (the stage's
    detector until it moved to ONNX Runtime, and what a plain implementation calls), crop the largest
@@ -67,7 +69,54 @@ def _setup(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def bench_model(seconds: float) -> dict[str, float]:
+def model_flops(port) -> float:  # noqa: ANN001
+    """Floating-point operations of one forward pass per 64x64 face (2 per multiply-add; convolutions and
+    dense layers, which are all but a fraction of a percent of the work), counted from the layers' shapes."""
+    import torch
+
+    total = [0.0]
+
+    def count(layer, _inputs, output) -> None:  # noqa: ANN001
+        if isinstance(layer, torch.nn.Conv2d):
+            per_output = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+            total[0] += 2.0 * output.numel() * per_output
+        elif isinstance(layer, torch.nn.Linear):
+            total[0] += 2.0 * output.numel() * layer.in_features
+
+    hooks = [m.register_forward_hook(count) for m in port.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    try:
+        with torch.inference_mode():
+            port(torch.zeros(1, 1, 64, 64))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total[0]
+
+
+def gemm_rate(seconds: float, threads: int) -> tuple[float, str]:
+    """GFLOP/s of a 2048^3 float32 matrix product on `threads` threads, the faster of ONNX Runtime's MatMul
+    (MLAS) and torch.mm (MKL, which takes a slower path on AMD CPUs), and which it was: what this CPU's FMA
+    units deliver on dense work, the yardstick for how close a model is to the machine's limit."""
+    import numpy as np
+    import torch
+    from onnx import TensorProto, helper
+
+    from inference.runtime import ort_session
+
+    n = 2048
+    a, b = np.random.default_rng(0).standard_normal((2, n, n), dtype=np.float32)
+    spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "abc"]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm", spec[:2], spec[2:])
+    session = ort_session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+                          threads=threads, what="MatMul")
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    rates = {"ONNX Runtime MatMul": _rate(lambda: (session.run(None, {"a": a, "b": b}), 1)[1], seconds),
+             "torch.mm": _rate(lambda: (torch.mm(ta, tb), 1)[1], seconds)}
+    best = max(rates, key=rates.get)
+    return 2 * n ** 3 * rates[best] / 1e9, best
+
+
+def bench_model(seconds: float, threads: int) -> dict[str, float]:
     import numpy as np
     import torch
 
@@ -110,6 +159,7 @@ def bench_model(seconds: float) -> dict[str, float]:
             "port32": _rate(port_batched, seconds), "torchscript32": _rate(batched(torchscript), seconds),
             "batch32": _rate(batched(model), seconds),
             "int8_32": _rate(batched(int8.model), seconds),
+            "flops": model_flops(port), "gemm": gemm_rate(seconds, threads),
             "int8_dev_fixture": max_deviation(port, int8.model, faces),
             "int8_dev_samples": max_deviation(port, int8.model, sample_faces),
             "fp32_again": lambda: _rate(batched(model), seconds), "int8_again": lambda: _rate(batched(int8.model), seconds)}
@@ -232,7 +282,7 @@ def main() -> None:
     _setup(args.threads)
     print(f"cores={os.cpu_count()} torch_threads={args.threads} load_avg_1min={os.getloadavg()[0]:.2f} "
           "(shared machine: compare ratios, not absolute figures)")
-    model = bench_model(args.seconds)
+    model = bench_model(args.seconds, args.threads)
     keras = "skipped: --no-peers" if args.no_peers else bench_keras(args.seconds, args.threads)
     fp32 = (model["batch32"] + model.pop("fp32_again")()) / 2  # before and after the peer ran
     int8 = (model["int8_32"] + model.pop("int8_again")()) / 2
@@ -255,6 +305,10 @@ def main() -> None:
         print(f"keras  predict() batch 1 / 32    : {keras['predict_b1']:6.1f} / {keras['predict_b32']:6.1f} images/s")
         print(f"keras  tf.function batch 1 / 32  : {keras['function_b1']:6.1f} / {keras['function_b32']:6.1f} images/s")
         ratio = fp32 / keras["function_b32"]
+        gflop, (gemm, which) = model["flops"] / 1e9, model["gemm"]
+        print(f"       {gflop:.2f} GFLOP per face; this CPU's float32 matrix product (2048^3, {which}) "
+              f"{gemm:.0f} GFLOP/s: fp32 runs at {fp32 * gflop:.0f} GFLOP/s = {100 * fp32 * gflop / gemm:.0f} %, "
+              f"tf.function at {keras['function_b32'] * gflop:.0f} = {100 * keras['function_b32'] * gflop / gemm:.0f} % of it")
         print(f"ours vs keras, batch 32: fp32 {fp32:.1f} vs tf.function {keras['function_b32']:.1f} = {ratio:.2f}x "
               f"(goal >= 1.3x: {_goal(ratio >= 1.3)}); int8 {int8 / keras['function_b32']:.2f}x")
     if args.no_stage:
