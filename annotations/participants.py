@@ -38,13 +38,15 @@ def annotator_pseudonym(*, annotator: Annotator, study: Study | None = None) -> 
 def participant_find(*, study: Study, participant: str) -> Annotator | None:
     """The participant a data-subject request names, by platform id or by pseudonym."""
     participant = (participant or "").strip()
-    if not participant:
+    # Neither a platform id nor a pseudonym holds a NUL byte (PostgreSQL cannot even compare one): no match.
+    if not participant or "\x00" in participant:
         return None
     found = Annotator.objects.filter(study=study, external_id=participant, identity_erased_at__isnull=True).first()
     if found is not None:
         return found
     for annotator in Annotator.objects.filter(study=study).only("id", "platform", "external_id", "pseudonym"):
-        if hmac.compare_digest(annotator_pseudonym(annotator=annotator, study=study), participant):
+        # Bytes: compare_digest refuses non-ASCII str, and a researcher may paste anything.
+        if hmac.compare_digest(annotator_pseudonym(annotator=annotator, study=study).encode(), participant.encode()):
             return Annotator.objects.get(pk=annotator.pk)
     return None
 

@@ -163,3 +163,14 @@ def test_it_erases_identity_while_a_participant_is_mid_session(study, crowd) -> 
     assert client.post(location, {"value": "3"})["Location"] == "/s/match/join"
     assert client.get("/s/match/")["Location"] == "/s/match/join"
     assert not Rating.objects.exists() and not Annotator.objects.filter(external_id=PID).exists()
+
+
+@pytest.mark.parametrize("participant", ["a\x00b", "\x00", "é漢字", "p-é" + "0" * 14])
+def test_it_answers_a_request_naming_an_unusable_id_with_a_message(rated, rita, participant) -> None:
+    erased_before = Annotator.objects.filter(identity_erased_at__isnull=False).count()
+    for action in ("export", "erase"):
+        response = rita.post(f"/research/studies/match/participants/{action}", {"participant": participant},
+                             follow=True)
+        assert response.status_code == 200
+        assert "No participant of this study" in response.content.decode()
+    assert Annotator.objects.filter(identity_erased_at__isnull=False).count() == erased_before
