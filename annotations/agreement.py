@@ -30,6 +30,8 @@ CORRELATION_METHODS = ("spearman", "kendall", "pearson")
 # A fixed default seed makes every report and command reproducible; it is recorded with each result.
 DEFAULT_SEED = 20250101
 ALPHA_BOOTSTRAP_METHODS = ("items", "hayes")
+# Far beyond what a percentile CI needs (1,000-10,000); above it a typo would hold a worker or exhaust memory.
+MAX_RESAMPLES = 100_000
 ALPHA_BOOTSTRAP_NOTES = {
     "items": "percentile bootstrap over items: each resample draws the pairable items with replacement, "
              "all ratings of an item together, and recomputes alpha (coincidences and expected disagreement)",
@@ -41,6 +43,19 @@ ALPHA_BOOTSTRAP_NOTES = {
 
 class AgreementInputError(ValueError):
     """The data cannot be analysed as given (unknown level, value outside the domain...)."""
+
+
+def bootstrap_params_check(*, resamples: int, confidence: float, alpha_min: float = 0.0,
+                           seed: int | None = None) -> None:
+    """Refuse bootstrap settings that could only crash or mislead (NaN, a negative seed, 2**70 resamples)."""
+    if not 1 <= resamples <= MAX_RESAMPLES:
+        raise AgreementInputError(f"resamples must be from 1 to {MAX_RESAMPLES}, not {resamples}")
+    if not 0 < confidence < 1:  # also refuses NaN
+        raise AgreementInputError("confidence must be between 0 and 1")
+    if not math.isfinite(alpha_min):
+        raise AgreementInputError(f"alpha_min must be a finite number, not {alpha_min}")
+    if seed is not None and seed < 0:
+        raise AgreementInputError(f"the seed must be 0 or more, not {seed}")
 
 
 @dataclass
@@ -313,10 +328,7 @@ def alpha_bootstrap(
     if method not in ALPHA_BOOTSTRAP_METHODS:
         raise AgreementInputError(f"unknown bootstrap method {method!r}; choose one of "
                                   f"{', '.join(ALPHA_BOOTSTRAP_METHODS)}")
-    if resamples < 1:
-        raise AgreementInputError("resamples must be at least 1")
-    if not 0 < confidence < 1:
-        raise AgreementInputError("confidence must be between 0 and 1")
+    bootstrap_params_check(resamples=resamples, confidence=confidence, alpha_min=alpha_min, seed=seed)
     base = {"confidence": confidence, "alpha_min": alpha_min, "seed": seed, "method": method,
             "method_note": ALPHA_BOOTSTRAP_NOTES[method]}
     structure = _structure(value_counts, domain, level)

@@ -162,10 +162,10 @@ def _metaeval(
     confidence: float = 0.95,
     znorm: bool = True,
 ) -> dict[str, Any]:
-    if resamples < 1:
-        raise MetaEvalInputError("resamples must be at least 1")
-    if not 0 < confidence < 1:
-        raise MetaEvalInputError("confidence must be between 0 and 1")
+    try:
+        A.bootstrap_params_check(resamples=resamples, confidence=confidence, seed=seed)
+    except A.AgreementInputError as exc:
+        raise MetaEvalInputError(str(exc)) from None
     labels = dict(labels or {})
     raw = human_scores(units=units, raters=raters, values=values)
     rated = {u for u, (_, c) in raw.items() if c >= 2}

@@ -24,6 +24,9 @@ class PlanInputError(ValueError):
     """A planning input is outside its domain."""
 
 
+MAX_ITEMS = 10**9
+
+
 def items_for_correlation(*, rho: float, power: float = 0.8, alpha: float = 0.05) -> int:
     """Smallest number of items that detects a population correlation rho (two-sided test)."""
     if not 0 < abs(rho) < 1:
@@ -33,7 +36,10 @@ def items_for_correlation(*, rho: float, power: float = 0.8, alpha: float = 0.05
     if not 0 < alpha < 1:
         raise PlanInputError(f"alpha must be between 0 and 1 (got {alpha})")
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return int(math.ceil((z / math.atanh(abs(rho))) ** 2 + 3))
+    root = float(z) / math.atanh(abs(rho))
+    if not abs(root) < math.sqrt(MAX_ITEMS):  # a rho like 1e-300 needs infinitely many: no plan, not a crash
+        raise PlanInputError(f"rho {rho:g} is too close to 0: it would need more than {MAX_ITEMS:,} items")
+    return int(math.ceil(root ** 2 + 3))
 
 
 def power_for_correlation(*, rho: float, items: int, alpha: float = 0.05) -> float:
@@ -88,10 +94,10 @@ def study_plan_compute(
         raise PlanInputError(f"pilot raters must be at least 1 (got {pilot_raters})")
     if reliability is not None and not -1 < reliability < 1:
         raise PlanInputError(f"reliability must be between -1 and 1 (got {reliability}); 1 means no noise at all")
-    if seconds_per_rating is not None and seconds_per_rating <= 0:
-        raise PlanInputError("seconds per item must be positive")
-    if pay_per_hour is not None and pay_per_hour < 0:
-        raise PlanInputError("pay per hour must not be negative")
+    if seconds_per_rating is not None and not 0 < seconds_per_rating < math.inf:  # also refuses NaN
+        raise PlanInputError("seconds per item must be a positive number")
+    if pay_per_hour is not None and not 0 <= pay_per_hour < math.inf:
+        raise PlanInputError("pay per hour must be a number, not negative")
     items = items_for_correlation(rho=rho, power=power, alpha=alpha)
     plan = StudyPlan(rho=rho, power=power, alpha=alpha, raters=raters, items=items, ratings=items * raters,
                      seconds_per_rating=seconds_per_rating, pay_per_hour=pay_per_hour)

@@ -65,10 +65,10 @@ def study_report_build(
 ) -> Report:
     """Compute the study's statistics and store them as the next Report version."""
     chosen = formats_parse(formats)
-    if resamples < 1:
-        raise ReportError("resamples must be at least 1")
-    if not 0 < confidence < 1:
-        raise ReportError("confidence must be between 0 and 1")
+    try:
+        A.bootstrap_params_check(resamples=resamples, confidence=confidence, alpha_min=alpha_min, seed=seed)
+    except A.AgreementInputError as exc:
+        raise ReportError(str(exc)) from None
     if alpha_method not in A.ALPHA_BOOTSTRAP_METHODS:
         raise ReportError(f"unknown alpha bootstrap method {alpha_method!r}; choose one of "
                           f"{', '.join(A.ALPHA_BOOTSTRAP_METHODS)}")

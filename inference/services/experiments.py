@@ -209,7 +209,11 @@ def experiment_run(*, dataset: str | int, va_source: str, configs: str | Sequenc
                                      config_ids=[c.pk for c in spec.configs], prompt_ids=[p.pk for p in spec.prompts],
                                      embedders=spec.embedders)
     tables["meta"]["stages"] = stages
-    files = experiment_tables_write(tables=tables, out_dir=Path(out_dir))
+    try:
+        files = experiment_tables_write(tables=tables, out_dir=Path(out_dir))
+    except OSError as exc:  # an unwritable --out: say so; every result is stored and a re-run reuses it
+        raise ExperimentInputError(f"cannot write the tables to {out_dir}: {exc.strerror or exc}; every computed "
+                                   "result is stored, so a re-run with another --out reuses it") from exc
     return ExperimentResult(spec=spec, stages=stages, tables=tables, files=files)
 
 

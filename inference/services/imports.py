@@ -84,6 +84,9 @@ def dataset_import(
     leaves nothing behind."""
     if fmt not in FORMATS:
         raise ImportFailed(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
+    longest = Dataset._meta.get_field("name").max_length
+    if len(name) > longest:
+        raise ImportFailed(f"the dataset name is {len(name)} characters long; at most {longest}")
     source = Path(path).expanduser()
     if not source.exists():
         raise ImportFailed(f"path does not exist: {source}")

@@ -362,3 +362,17 @@ def test_it_rejects_a_missing_file_a_value_outside_the_domain_and_non_utf8(tmp_p
         call_command("agreement", str(latin), "--level", "nominal")
     with pytest.raises(CommandError, match="--bootstrap must be 0 or more"):
         call_command("agreement", str(path), "--level", "nominal", "--bootstrap", "-1")
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--bootstrap", str(2**70), "resamples must be from 1 to 100000"),
+    ("--alpha-min", "nan", "alpha_min must be a finite number"),
+    ("--seed", "-1", "seed must be 0 or more"),
+])
+def test_it_refuses_bootstrap_settings_that_could_only_crash(tmp_path, option: str, value: str, message: str) -> None:
+    from django.core.management import CommandError, call_command
+
+    path = _csv(tmp_path, "unit,rater,value\n1,a,3\n1,b,4\n2,a,1\n2,b,2\n")
+    args = ["--bootstrap", "10"] if option != "--bootstrap" else []
+    with pytest.raises(CommandError, match=message):
+        call_command("agreement", str(path), "--level", "interval", option, value, *args)

@@ -118,6 +118,8 @@ def test_it_purges_identities_older_than_the_retention_period(rated, capsys) -> 
         call_command("participants_purge", "nope")
     with pytest.raises(CommandError, match="0 or more days"):
         call_command("participants_purge", "match", "--older-than", "-1")
+    with pytest.raises(CommandError, match="at most 36500"):  # was an OverflowError traceback
+        call_command("participants_purge", "match", "--older-than", str(2**70))
 
 
 def test_it_states_truthfully_what_is_stored_by_default(make_generations, researcher) -> None:

@@ -42,6 +42,9 @@ def test_it_projects_reliability_by_spearman_brown_and_attenuates_the_correlatio
     ({"rho": 0}, "rho must be"), ({"rho": 1.2}, "rho must be"), ({"rho": 0.3, "power": 1.5}, "power must be"),
     ({"rho": 0.3, "raters": 0}, "raters must be"), ({"rho": 0.3, "reliability": 1.0}, "reliability must be"),
     ({"rho": 0.3, "seconds_per_rating": -3}, "seconds per item"),
+    ({"rho": 1e-300}, "too close to 0"), ({"rho": 0.3, "seconds_per_rating": math.nan}, "seconds per item"),
+    ({"rho": 0.3, "seconds_per_rating": math.inf}, "seconds per item"),
+    ({"rho": 0.3, "seconds_per_rating": 10, "pay_per_hour": math.nan}, "pay per hour"),
 ])
 def test_it_rejects_inputs_outside_their_domain(kwargs: dict, message: str) -> None:
     with pytest.raises(PlanInputError, match=message):
@@ -62,6 +65,8 @@ def test_it_plans_from_the_command_line(capsys) -> None:
     (["--rho", "0", "--power", "0.8"], "rho must be"),
     (["--rho", "0.3", "--power", "2"], "power must be"),
     (["--rho", "0.3", "--power", "0.8", "--pay-per-hour", "9"], "--pay-per-hour needs --seconds-per-item"),
+    (["--rho", "1e-300", "--power", "0.8"], "too close to 0"),
+    (["--rho", "0.3", "--power", "0.8", "--seconds-per-item", "inf", "--pay-per-hour", "9"], "seconds per item"),
 ])
 def test_it_answers_bad_command_arguments_with_a_clear_error(args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):

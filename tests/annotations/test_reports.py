@@ -192,6 +192,15 @@ def test_it_rejects_bad_command_arguments(study: Study, tmp_path) -> None:
         call_command("build_report", study.slug, "--out", str(blocker))
     with pytest.raises(CommandError, match="resamples"):
         call_command("build_report", study.slug, "--resamples", "0")
+    # These were a JSON DataError, a numpy ValueError, a FileNotFoundError, and a report with 2**70 resamples.
+    with pytest.raises(CommandError, match="alpha_min must be a finite number"):
+        call_command("build_report", study.slug, "--alpha-min", "nan")
+    with pytest.raises(CommandError, match="seed must be 0 or more"):
+        call_command("build_report", study.slug, "--seed", "-5")
+    with pytest.raises(CommandError, match="cannot create the folder"):
+        call_command("build_report", study.slug, "--out", str(blocker / "sub"))
+    with pytest.raises(CommandError, match="resamples must be from 1 to 100000"):
+        call_command("build_report", study.slug, "--resamples", str(2**70))
     assert not Report.objects.exists()
 
 

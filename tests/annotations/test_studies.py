@@ -149,6 +149,10 @@ def test_it_reports_a_malformed_checks_file(make_generations, tmp_path) -> None:
     bad.write_text("{not json")
     with pytest.raises(CommandError, match="not valid JSON"):
         call_command("create_study", "--name", "Bad", "--checks-file", str(bad))
+    bad.write_bytes('[{"text": "Tick 3 für", "expected_min": 3, "expected_max": 3}]'.encode("latin-1"))
+    with pytest.raises(CommandError, match="cannot read the check items file"):  # was a UnicodeDecodeError
+        call_command("create_study", "--name", "Bad", "--checks-file", str(bad))
+    assert not Study.objects.exists()
 
 
 def test_the_admin_sends_study_creation_to_the_study_page(make_generations, admin_user) -> None:

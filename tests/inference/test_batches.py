@@ -373,3 +373,11 @@ def test_it_reaps_from_the_command_line(dataset) -> None:
     assert "3 resent" in out.getvalue()
     with pytest.raises(CommandError, match="--timeout"):
         call_command("reap_batches", "--timeout", "-1")
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "1e300"])
+def test_it_refuses_a_reaper_timeout_that_is_not_a_number_of_seconds(dataset, timeout: str) -> None:
+    batch = _queue(dataset)
+    with pytest.raises(CommandError, match="--timeout must be from 0 to"):  # was a ValueError/OverflowError
+        call_command("reap_batches", "--timeout", timeout)
+    assert batch.chunks.filter(status=BatchChunk.Status.QUEUED).count() == batch.chunks.count()

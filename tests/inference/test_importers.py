@@ -271,3 +271,6 @@ def test_the_command_fails_clearly_on_bad_arguments(tmp_path) -> None:
         call_command("import_dataset", str(tmp_path), "--name", "x", "--format", "zip")
     with pytest.raises(CommandError, match="must be a slug"):
         call_command("import_dataset", str(tmp_path), "--name", "has spaces", "--format", "folder")
+    with pytest.raises(CommandError, match="at most 100"):  # was a DataError traceback
+        call_command("import_dataset", str(tmp_path), "--name", "x" * 101, "--format", "folder")
+    assert not Dataset.objects.exists()

@@ -286,6 +286,9 @@ def test_it_refuses_an_output_path_that_is_a_file(study, tmp_path) -> None:
     with pytest.raises(CommandError, match="is not a folder"):
         run(target)
     assert target.read_text() == "keep me"
+    with pytest.raises(CommandError, match="cannot write the tables to"):  # was a FileNotFoundError traceback
+        run(target / "inside")
+    assert target.read_text() == "keep me"
 
 
 def test_it_writes_experiment_csvs_through_the_hardened_writer(study, tmp_path) -> None:

@@ -45,7 +45,10 @@ class Command(BaseCommand):
         if out is not None:
             if out.exists() and not out.is_dir():
                 raise CommandError(f"--out {out} exists and is not a folder")
-            out.mkdir(parents=True, exist_ok=True)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CommandError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
         try:
             report = study_report_build(study=study, formats=formats, resamples=opts["resamples"],
                                         alpha_min=opts["alpha_min"], seed=opts["seed"],

@@ -33,7 +33,7 @@ def _read_text(path: str | None, what: str) -> str:
         return ""
     try:
         return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:  # missing, a folder, or not UTF-8 text
         raise CommandError(f"cannot read the {what} file {path}: {exc}") from exc
 
 

@@ -159,10 +159,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print one JSON object instead of text.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        if opts["bootstrap"] < 1:
-            raise CommandError("--bootstrap must be at least 1")
-        if not 0 < opts["confidence"] < 1:
-            raise CommandError("--confidence must be between 0 and 1")
+        try:
+            A.bootstrap_params_check(resamples=opts["bootstrap"], confidence=opts["confidence"], seed=opts["seed"])
+        except A.AgreementInputError as exc:
+            raise CommandError(f"--bootstrap/--confidence/--seed: {exc}") from None
         choices = choices_csv_read(opts["choices"]) if opts["choices"] else None
         if choices is not None:
             units, raters, values = C.choice_contributions(choices)

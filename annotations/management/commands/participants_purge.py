@@ -15,6 +15,8 @@ from tqdm import tqdm
 from annotations.models import Study
 from annotations.participants import participant_erase, participants_to_purge
 
+MAX_DAYS = 36_500  # a century: beyond it the cut-off date would fall before year 1
+
 
 class Command(BaseCommand):
     help = "Erase the identity of a study's participants (ratings are kept under their pseudonyms)."
@@ -29,8 +31,8 @@ class Command(BaseCommand):
         found = Study.objects.filter(slug=study).first()
         if found is None:
             raise CommandError(f"no study {study!r}")
-        if older_than is not None and older_than < 0:
-            raise CommandError("--older-than must be 0 or more days")
+        if older_than is not None and not 0 <= older_than <= MAX_DAYS:
+            raise CommandError(f"--older-than must be 0 or more days, at most {MAX_DAYS}, not {older_than}")
         targets = list(participants_to_purge(study=found, older_than_days=older_than))
         if not dry_run:
             for annotator in tqdm(targets, desc="erasing", unit="participant", disable=len(targets) < 50):

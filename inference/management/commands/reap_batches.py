@@ -7,6 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from inference.services.batches import batch_chunks_reap
 
+MAX_TIMEOUT_S = 366 * 24 * 3600
+
 
 class Command(BaseCommand):
     help = ("Re-queue batch chunks stuck past a timeout (dead worker, lost broker message) and advance "
@@ -18,7 +20,8 @@ class Command(BaseCommand):
                                  f"now {settings.BATCH_CHUNK_TIMEOUT}).")
 
     def handle(self, *args, timeout: float | None, **options) -> None:
-        if timeout is not None and timeout < 0:
-            raise CommandError("--timeout must be >= 0")
+        # Also refuses NaN and inf; a year is beyond any chunk (and a date before year 1 cannot be computed).
+        if timeout is not None and not 0 <= timeout <= MAX_TIMEOUT_S:
+            raise CommandError(f"--timeout must be from 0 to {MAX_TIMEOUT_S} seconds (a year), not {timeout}")
         counts = batch_chunks_reap(timeout_s=timeout)
         self.stdout.write(", ".join(f"{count} {what}" for what, count in counts.items()))
