@@ -1,6 +1,7 @@
 """Study writes: create, edit (drafts), duplicate, add check items, open/pause/close."""
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from inference.models import Dataset, Generation, LLMConfig, PromptTemplate
 from ..models import PROLIFIC_COMPLETION_URL, Item, Study, UnitOption
 
 DEFAULT_LIKERT_LABELS = ["Not at all", "Slightly", "Moderately", "Well", "Very well"]
+# The study's whole-number settings are 32-bit columns: a larger number is refused here, not by the database.
+MAX_SETTING = 2**31 - 1
+MAX_PAY_PER_HOUR = 1_000_000
 MAX_SCALE_POINTS = 11  # beyond 0-10 the buttons no longer fit a phone and keyboard shortcuts run out
 FAILED_CHECK_ACTIONS = tuple(Study.FailedCheckAction.values)
 COMPARATIVE_QUESTIONS = {
@@ -226,6 +230,9 @@ def study_settings_clean(**raw: Any) -> dict[str, Any]:
         fields["name"] = (raw["name"] or "").strip()
         if not fields["name"]:
             raise StudyInvalid("a study needs a name")
+        longest = Study._meta.get_field("name").max_length
+        if len(fields["name"]) > longest:
+            raise StudyInvalid(f"the name is {len(fields['name'])} characters long; at most {longest}")
     if "raters_per_item" in raw and (raw["raters_per_item"] is None or int(raw["raters_per_item"]) < 1):
         raise StudyInvalid(f"k (raters per item) must be at least 1, got {raw['raters_per_item']}")
     if "failed_check_action" in raw and raw["failed_check_action"] not in FAILED_CHECK_ACTIONS:
@@ -250,8 +257,10 @@ def study_settings_clean(**raw: Any) -> dict[str, Any]:
                 fields["pay_per_hour"] = Decimal(str(pay)).quantize(Decimal("0.01"))
             except (InvalidOperation, ValueError) as exc:
                 raise StudyInvalid("pay per hour must be a number") from exc
-            if fields["pay_per_hour"] < 0 or not fields["pay_per_hour"].is_finite():
+            if not fields["pay_per_hour"].is_finite() or fields["pay_per_hour"] < 0:  # NaN cannot be compared
                 raise StudyInvalid("pay per hour cannot be negative")
+            if fields["pay_per_hour"] >= MAX_PAY_PER_HOUR:  # the column holds 8 digits, 2 after the point
+                raise StudyInvalid(f"pay per hour must be below {MAX_PAY_PER_HOUR:,}")
     if "pay_currency" in raw:
         currency = (raw["pay_currency"] or "").strip().upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
@@ -284,6 +293,13 @@ def study_settings_clean(**raw: Any) -> dict[str, Any]:
     fields.update({key: raw[key] for key in plain if key in raw})
     if "min_median_seconds" in raw:
         fields["min_median_seconds"] = float(raw["min_median_seconds"])
+        if not math.isfinite(fields["min_median_seconds"]):
+            raise StudyInvalid("min_median_seconds must be a number of seconds")
+    if fields.get("design_seed", 0) < 0:
+        raise StudyInvalid(f"the design seed must be 0 or more, not {fields['design_seed']}")
+    for key, value in fields.items():
+        if isinstance(value, int) and not -MAX_SETTING <= value <= MAX_SETTING:
+            raise StudyInvalid(f"{key.replace('_', ' ')} {value} is too large (at most {MAX_SETTING})")
     if raw.get("question"):
         fields["question"] = str(raw["question"]).strip()
     return fields
@@ -403,6 +419,9 @@ def study_create(
         slug = slugify(slug)
         if not slug:
             raise StudyInvalid("slug is empty after slugifying")
+        if len(slug) > Study._meta.get_field("slug").max_length:
+            raise StudyInvalid(f"the slug is {len(slug)} characters long; at most "
+                               f"{Study._meta.get_field('slug').max_length}")
         if Study.objects.filter(slug=slug).exists():
             raise StudyInvalid(f"a study with slug {slug!r} already exists")
     dataset_obj, selection, generations = _selection(

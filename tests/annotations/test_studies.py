@@ -63,6 +63,14 @@ def test_it_adds_attention_items_with_their_accepted_range(make_generations) -> 
     ({"failed_check_action": "explode"}, "failed_check_action"),
     ({"name": "  "}, "needs a name"),
     ({"task": "dance"}, "task 'dance'"),
+    # These reached the database (DataError) or numpy (ValueError) before.
+    ({"name": "x" * 201}, "at most 200"),
+    ({"slug": "s" * 101}, "at most 100"),
+    ({"max_failed_checks": 2**70}, "too large"),
+    ({"min_median_seconds": float("nan")}, "must be a number of seconds"),
+    ({"pay_per_hour": "NaN"}, "pay per hour cannot be negative"),
+    ({"pay_per_hour": "1e20"}, "below 1,000,000"),
+    ({"kind": "pairwise", "design_seed": -1}, "design seed must be 0 or more"),
 ])
 def test_it_rejects_an_invalid_study_and_creates_nothing(make_generations, overrides, message) -> None:
     make_generations(2)

@@ -64,6 +64,11 @@ def test_it_creates_a_study_from_the_web_form(make_generations, rita, researcher
     ({"name": ""}, "This field is required"),
     ({"statuses": ["error"]}, "no describe generations with status error"),
     ({"statuses": ["nonsense"]}, "Select a valid choice"),
+    # Numbers past the 32-bit columns were a DataError (HTTP 500).
+    ({"raters_per_item": 2**31}, "raters per item 2147483648 is too large"),
+    ({"max_participants": 2**70}, "max participants 1180591620717411303424 is too large"),
+    ({"assignment_timeout_minutes": 2**63}, "assignment timeout minutes 9223372036854775808 is too large"),
+    ({"scale_min": 2**40, "scale_max": 2**40 + 4}, "scale min 1099511627776 is too large"),
 ])
 def test_it_shows_validation_errors_and_creates_nothing(make_generations, rita, overrides, message) -> None:
     make_generations(2)
