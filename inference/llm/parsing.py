@@ -77,12 +77,16 @@ def _json_candidates(text: str) -> list[str] | str | None:
     value: Any
     try:
         value = json.loads(text)
+    except RecursionError:
+        return "JSON answer nested too deeply"
     except ValueError:
         start, end = text.find("{"), text.rfind("}")
         if start == -1 or end <= start:
             return None
         try:
             value = json.loads(text[start:end + 1])
+        except RecursionError:
+            return "JSON answer nested too deeply"
         except ValueError:
             return None
     if isinstance(value, dict):

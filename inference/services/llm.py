@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from inference.llm import Backend, LLMError, LLMReply, LLMRequest, TransientLLMError, backend_for
@@ -175,6 +176,13 @@ def generation_request(*, va: VAEstimate, config: LLMConfig, prompt: PromptTempl
     )
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def _outcome_fields(*, request: LLMRequest, outcome: CallOutcome) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "task": request.task, "prompt_text": request.prompt, "attempts": outcome.attempts,
@@ -184,6 +192,9 @@ def _outcome_fields(*, request: LLMRequest, outcome: CallOutcome) -> dict[str, A
     reply = outcome.reply
     if reply is None:
         return {**fields, "status": Generation.Status.ERROR}
+    # A NUL byte or a lone surrogate cannot be stored (PostgreSQL, UTF-8): the row would be lost, so
+    # each becomes U+FFFD before anything reads the answer.
+    reply = replace(reply, text=storable_text(reply.text))
     fields.update(raw_text=reply.text, prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)
     if request.task == PromptTemplate.Task.CATEGORIZE:
         parsed = (categorization_parse(raw=reply.text, labels=request.labels, multilabel=request.multilabel)

@@ -45,6 +45,14 @@ def test_it_marks_ambiguous_empty_and_malformed_answers_unparseable():
     assert emotic("The person seems happy and maybe tired.").status == "unparseable"  # prose, multi-label
 
 
+def test_it_marks_json_nested_past_the_recursion_limit_unparseable():
+    # json.loads raised RecursionError, which escaped the parser and lost the answer.
+    for raw in ("[" * 100_000, '{"label": ' + "[" * 100_000 + "}"):
+        for parse in (basic, emotic):
+            parsed = parse(raw)
+            assert (parsed.status, parsed.reason) == ("unparseable", "JSON answer nested too deeply")
+
+
 def test_it_flags_empty_and_refusal_descriptions():
     assert description_check(raw="  ").status == "flagged"
     refusal = description_check(raw="I'm sorry, but as an AI I can't describe faces.")

@@ -149,6 +149,23 @@ def test_it_keeps_the_raw_text_of_unparseable_answers(dataset, prompts, openai_s
     assert (empty.status, empty.flag_reason) == ("unparseable", "empty answer")
 
 
+def test_it_keeps_hostile_answers_as_rows_instead_of_failing_the_item(dataset, prompts, openai_server):
+    """Answers PostgreSQL cannot store (NUL, a lone surrogate) or json cannot parse (nesting past the
+    recursion limit) were a failed item with the paid-for answer lost; now each is a row with its raw text."""
+    va1, va2, va3 = va_make(dataset, 3)
+    config = openai_config(openai_server)
+    openai_server.queue(Reply(200, openai_completion("[" * 100_000)),
+                        Reply(200, openai_completion('{"label": "happy\x00"}')),
+                        Reply(200, openai_completion("A smile\x00 with \ud800 raised cheeks.")))
+    nested, nul = (run(va, config, prompts["categorize-basic"]) for va in (va1, va2))
+    described = run(va3, config, prompts["describe"])
+    assert (nested.status, nested.raw_text) == ("unparseable", "[" * 100_000)
+    assert "nested too deeply" in nested.flag_reason
+    assert (nul.status, nul.raw_text) == ("unparseable", '{"label": "happy\ufffd"}')
+    assert (described.status, described.text) == ("ok", "A smile\ufffd with \ufffd raised cheeks.")
+    assert Generation.objects.filter(status="error").count() == 0
+
+
 def test_it_flags_empty_and_refusal_descriptions(dataset, prompts, openai_server):
     va1, va2, va3 = va_make(dataset, 3)
     config = openai_config(openai_server)
