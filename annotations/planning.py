@@ -110,8 +110,13 @@ def study_plan_compute(
             r_k = spearman_brown(reliability=reliability, factor=raters / pilot_raters)
             plan.reliability = r_k
             plan.observable_rho = rho * math.sqrt(r_k)
-            plan.items_attenuated = items_for_correlation(rho=plan.observable_rho, power=power, alpha=alpha)
-            plan.ratings_attenuated = plan.items_attenuated * raters
+            try:
+                plan.items_attenuated = items_for_correlation(rho=plan.observable_rho, power=power, alpha=alpha)
+            except PlanInputError:  # a pilot reliability barely above 0
+                plan.note = ("at the pilot's reliability no feasible number of items detects the metric's correlation; "
+                             "revise the question or the scale first")
+            else:
+                plan.ratings_attenuated = plan.items_attenuated * raters
     if seconds_per_rating is not None:
         plan.hours = plan.ratings * seconds_per_rating / 3600
         if plan.ratings_attenuated is not None:
@@ -137,9 +142,11 @@ def plan_lines(plan: StudyPlan, *, currency: str = "") -> list[str]:
             f"Reliability of the {plan.raters}-rater mean: {plan.reliability:.2f} (Spearman–Brown from "
             f"{plan.pilot_reliability:.2f} with {plan.pilot_raters} rater{'s' if plan.pilot_raters != 1 else ''}); "
             f"a metric with ρ = {plan.rho:g} against the error-free score shows ρ = {plan.observable_rho:.2f} "
-            f"against that mean, which needs {plan.items_attenuated} items ({plan.ratings_attenuated} ratings"
-            + (f", about {plan.hours_attenuated:.1f} h" if plan.hours_attenuated is not None else "")
-            + (f", cost {money(plan.cost_attenuated)}" if plan.cost_attenuated is not None else "") + ").")
+            f"against that mean"
+            + (f", which needs {plan.items_attenuated} items ({plan.ratings_attenuated} ratings"
+               + (f", about {plan.hours_attenuated:.1f} h" if plan.hours_attenuated is not None else "")
+               + (f", cost {money(plan.cost_attenuated)}" if plan.cost_attenuated is not None else "") + ")"
+               if plan.items_attenuated is not None else "") + ".")
     if plan.note:
         lines.append(f"Note: {plan.note}.")
     return lines

@@ -14,6 +14,7 @@ from annotations.models import Assignment
 from annotations.planning import (
     PlanInputError,
     items_for_correlation,
+    plan_lines,
     power_for_correlation,
     study_plan_compute,
 )
@@ -49,6 +50,13 @@ def test_it_projects_reliability_by_spearman_brown_and_attenuates_the_correlatio
 def test_it_rejects_inputs_outside_their_domain(kwargs: dict, message: str) -> None:
     with pytest.raises(PlanInputError, match=message):
         study_plan_compute(**kwargs)
+
+
+def test_it_says_when_a_pilot_reliability_barely_above_0_makes_any_study_too_small() -> None:
+    plan = study_plan_compute(rho=0.3, reliability=1e-20)
+    assert plan.items == 85 and plan.items_attenuated is None and plan.ratings_attenuated is None
+    assert "no feasible number of items" in plan.note
+    assert plan_lines(plan)[1].endswith("against that mean.")
 
 
 def test_it_plans_from_the_command_line(capsys) -> None:
