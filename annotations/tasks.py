@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 @shared_task(name="annotations.tasks.study_report_build_task", autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=3)
 def study_report_build_task(study_id: int, user_id: int | None = None) -> int | None:
+    for name, value in (("study_id", study_id), ("user_id", user_id)):
+        if isinstance(value, bool) or not isinstance(value, int) and not (name == "user_id" and value is None):
+            raise TypeError(f"study_report_build_task takes ids (int), got {name}={value!r}")
     study = Study.objects.filter(pk=study_id).first()
     if study is None:
         log.warning("report build skipped: study %s no longer exists", study_id)

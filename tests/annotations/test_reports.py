@@ -6,6 +6,7 @@ plus Dataset/Sample/VAEstimate/Generation/Similarity); the export, API and brows
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
 import numpy as np
@@ -210,6 +211,17 @@ def test_it_builds_through_the_task_by_id(study: Study) -> None:
     assert study_report_build_task.apply(args=[study.pk]).get() == 1
     assert study_report_build_task.apply(args=[10**9]).get() is None  # a deleted study: nothing to do
     assert Report.objects.filter(study=study).count() == 1
+
+
+@pytest.mark.parametrize("args", [lambda pk: [float(pk)], lambda pk: [pk + 0.4], lambda pk: [True],
+                                  lambda pk: [None], lambda pk: [pk, f"{pk}"]])
+def test_the_task_refuses_arguments_that_are_not_ids(study: Study, args: Callable[[int], list]) -> None:
+    # A float (or True, for study 1) was read as an id and silently built a report of that study.
+    from annotations.tasks import study_report_build_task
+
+    with pytest.raises(TypeError, match="study_report_build_task takes ids"):
+        study_report_build_task.apply(args=args(study.pk), throw=True)
+    assert not Report.objects.exists()
 
 
 @pytest.mark.celery_worker
