@@ -31,6 +31,13 @@ def test_the_import_task_refuses_bad_arguments_clearly(tmp_path) -> None:
         dataset_import_task.apply(args=(str(tmp_path / "missing.csv"), "bad", "manifest"), throw=True)
     with pytest.raises(ImportFailed, match="unknown format 'xml'"):
         dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "bad", "xml"), throw=True)
+    # The command checked the name; the task took any (a dataset "has spaces") or crashed on a non-str.
+    with pytest.raises(ImportFailed, match="must be a slug"):
+        dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "has spaces", "manifest"), throw=True)
+    with pytest.raises(ImportFailed, match="must be a slug"):
+        dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), 7, "manifest"), throw=True)
+    with pytest.raises(ImportFailed, match="must be a file or folder name"):
+        dataset_import_task.apply(args=(7, "bad", "manifest"), throw=True)
     assert not Dataset.objects.exists()
     report = dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "ok", "manifest")).get()
     assert (report["created"], report["errors"]) == (4, [])

@@ -92,7 +92,11 @@ def path_confine(*, root: Path, relative: str | Path, follow_symlinks: bool = Fa
         raise PathRefused(f"image path {text!r} leaves the dataset folder")
     base = root.resolve()
     candidate = base / normal
-    if not follow_symlinks and not candidate.resolve().is_relative_to(base):
+    try:
+        resolved = candidate.resolve()
+    except OSError as exc:  # a name or path too long for the file system, a link loop
+        raise PathRefused(f"image path {text[:100]!r} cannot be used: {exc.strerror or exc}") from None
+    if not follow_symlinks and not resolved.is_relative_to(base):
         raise PathRefused(f"image path {text!r} leads outside the dataset folder through a symbolic link "
                           "(--follow-symlinks allows it)")
     return candidate
@@ -112,9 +116,12 @@ _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "TIFF": 
 
 def image_check(path: Path, *, max_bytes: int, max_pixels: int) -> CheckedImage:
     """Read and validate one image file: exists, within the byte limit, decodable, not a decompression bomb."""
-    if not path.is_file():
-        raise ImageRejected(f"image file not found: {path}")
-    size = path.stat().st_size
+    try:
+        if not path.is_file():
+            raise ImageRejected(f"image file not found: {path}")
+        size = path.stat().st_size
+    except OSError as exc:  # a name too long for the file system (is_file raises ENAMETOOLONG)
+        raise ImageRejected(f"cannot read the image file {path.name[:100]!r}: {exc.strerror or exc}") from None
     if size == 0:
         raise ImageRejected(f"image file is empty: {path.name}")
     if size > max_bytes:

@@ -41,6 +41,8 @@ def _optional_float(row: dict, key: str) -> float | None:
     value = row.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if isinstance(value, bool):  # JSON true is not the number 1
+        raise ValueError(f"{key} {value!r} is not a number")
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -137,5 +139,7 @@ def _iter_jsonl(path: Path, options: dict) -> Iterator[SampleRecord | ImportErro
                 yield _record(row, location=location, **options)
             except json.JSONDecodeError as exc:
                 yield ImportErrorRow(location, f"invalid JSON ({exc.msg})")
+            except RecursionError:
+                yield ImportErrorRow(location, "invalid JSON (nested too deeply)")
             except ValueError as exc:
                 yield ImportErrorRow(location, str(exc))

@@ -1,6 +1,7 @@
 """Dataset import: validate every row, store images by content hash, upsert samples."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.utils.text import slugify
 
 from inference.importers import FORMATS, ImportErrorRow, SampleRecord
 from inference.importers.base import ImageRejected, image_check
@@ -57,6 +59,23 @@ def _label_set_for(fmt: str, label_set: str | None) -> tuple[list[str], bool]:
     return LABEL_SETS[key], key == "emotic"
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _record_problem(record: SampleRecord) -> str | None:
+    """Why the row cannot be stored, if it cannot: PostgreSQL takes no NUL byte and UTF-8 no unpaired
+    surrogate (a JSONL "\\ud800", a file name that is not UTF-8). Checked per row, so the row is reported
+    with its line instead of the insert failing the whole import."""
+    longest = Sample._meta.get_field("external_id").max_length
+    if len(record.external_id) > longest:
+        return f"the sample id (image path) is {len(record.external_id)} characters long; at most {longest}"
+    for what, texts in (("the image path", [record.external_id]), ("a label", record.labels),
+                        ("a reference", record.references)):
+        if any(_UNSTORABLE.search(text) for text in texts):
+            return f"{what} holds a NUL byte or is not valid UTF-8"
+    return None
+
+
 def _sample_fields(record: SampleRecord, stored_name: str, checked) -> dict:
     return {
         "image": stored_name, "image_sha256": checked.sha256, "width": checked.width, "height": checked.height,
@@ -84,9 +103,13 @@ def dataset_import(
     leaves nothing behind."""
     if fmt not in FORMATS:
         raise ImportFailed(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
+    if not isinstance(name, str) or slugify(name) != name:  # also for the Celery task, which has no form
+        raise ImportFailed(f"--name must be a slug (letters, digits, - and _), e.g. {slugify(str(name))!r}")
     longest = Dataset._meta.get_field("name").max_length
     if len(name) > longest:
         raise ImportFailed(f"the dataset name is {len(name)} characters long; at most {longest}")
+    if not isinstance(path, str | Path):
+        raise ImportFailed(f"the path must be a file or folder name, not {path!r}")
     source = Path(path).expanduser()
     if not source.exists():
         raise ImportFailed(f"path does not exist: {source}")
@@ -111,6 +134,12 @@ def dataset_import(
             progress(1)
         if isinstance(record, ImportErrorRow):
             report.errors.append(record)
+            continue
+        problem = _record_problem(record)
+        if problem is not None:
+            # The location may hold the same undecodable file name: escaped, so it can be printed.
+            location = record.location.encode("utf-8", "backslashreplace").decode("utf-8")
+            report.errors.append(ImportErrorRow(location, problem))
             continue
         if record.external_id in seen:
             report.errors.append(ImportErrorRow(record.location, f"duplicate of {seen[record.external_id]} "

@@ -183,3 +183,37 @@ def test_it_reports_invalid_utf8_in_jsonl_per_line(tmp_path) -> None:
     report = dataset_import(path=tmp_path / "m.jsonl", name="j", fmt="manifest")
     assert report.created == 2
     assert [(e.location, e.reason[:19]) for e in report.errors] == [("m.jsonl:2", "not valid UTF-8 (by")]
+
+
+def test_it_reports_rows_the_database_or_file_system_cannot_take_and_imports_the_rest(tmp_path) -> None:
+    """Each of these failed the whole import with a traceback (DataError, UnicodeEncodeError, OSError,
+    RecursionError); now each costs its own row only."""
+    data = tmp_path / "data"
+    _png(data / "ok.png")
+    (data / "m.jsonl").write_text("\n".join([
+        '{"image": "ok.png", "label": "happy"}',
+        '{"image": "ok.png", "label": "happy", "references": ["fine", "a\\u0000b"]}',
+        '{"image": "ok.png", "label": "happy", "references": ["\\ud800"]}',
+        '{"image": "' + "y" * 300 + '.png", "label": "happy"}',
+        '{"image": "' + "z" * 600 + '.png", "label": "happy"}',
+        "[" * 100_000,
+        '{"image": "ok.png", "label": "happy", "valence": true}',
+    ]) + "\n")
+    report = dataset_import(path=data / "m.jsonl", name="hostile", fmt="manifest")
+    assert report.created == 1 and Sample.objects.get().references == []
+    by_line = {e.location: e.reason for e in report.errors}
+    assert by_line["m.jsonl:2"] == by_line["m.jsonl:3"] == "a reference holds a NUL byte or is not valid UTF-8"
+    assert "cannot read the image file" in by_line["m.jsonl:4"] and "File name too long" in by_line["m.jsonl:4"]
+    assert "is 604 characters long; at most 500" in by_line["m.jsonl:5"]
+    assert by_line["m.jsonl:6"] == "invalid JSON (nested too deeply)"
+    assert by_line["m.jsonl:7"] == "valence True is not a number"  # JSON true was read as 1.0
+
+
+def test_it_reports_a_file_name_that_is_not_utf8_in_a_class_folder(tmp_path) -> None:
+    _png(tmp_path / "happy" / "ok.png")
+    shutil.copy(tmp_path / "happy" / "ok.png", os.path.join(os.fsencode(tmp_path / "happy"), b"\xff\xfe.png"))
+    report = dataset_import(path=tmp_path, name="folder", fmt="folder")
+    assert list(Sample.objects.values_list("external_id", flat=True)) == ["happy/ok.png"]
+    [error] = report.errors
+    assert str(error) == "happy/\\udcff\\udcfe.png: the image path holds a NUL byte or is not valid UTF-8"
+    str(error).encode("utf-8")  # printable by the command

@@ -28,10 +28,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, path: str, name: str, fmt: str, label_set: str | None, images_root: str | None,
                max_errors_shown: int, follow_symlinks: bool = False, **options) -> None:
-        from django.utils.text import slugify
-
-        if slugify(name) != name:
-            raise CommandError(f"--name must be a slug (letters, digits, - and _), e.g. {slugify(name)!r}")
         bar = tqdm(desc=f"import {name}", unit="row", disable=options.get("verbosity", 1) == 0)
         try:
             report = dataset_import(path=path, name=name, fmt=fmt, label_set=label_set, images_root=images_root,
