@@ -11,6 +11,16 @@ from typing import Any
 from axes.backends import AxesStandaloneBackend
 from django.http import HttpRequest
 
+# What axes' AccessAttempt/AccessFailureLog username column holds. Django's login form does not cap the
+# username's length before authenticating, so a longer one reached the insert and failed it (HTTP 500).
+AXES_USERNAME_MAX = 255
+
+
+def axes_username(request: HttpRequest, credentials: dict[str, Any] | None = None) -> str | None:
+    """The username a login attempt is counted under (AXES_USERNAME_CALLABLE): as typed, cut to fit."""
+    username = credentials.get("username") if credentials else request.POST.get("username")
+    return username[:AXES_USERNAME_MAX] if isinstance(username, str) else username
+
 
 class LoginThrottleBackend(AxesStandaloneBackend):
     """Axes' backend, except that an `authenticate()` without a request passes through untouched.

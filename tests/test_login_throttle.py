@@ -40,6 +40,17 @@ def test_it_forgets_failures_after_a_successful_login(client: Client, admin_user
     assert _attempt(client, "/accounts/login/", "alice-admin", "password-alice").status_code == 302
 
 
+@pytest.mark.parametrize("url", ["/accounts/login/", "/admin/login/"])
+def test_it_counts_an_overlong_username_instead_of_failing(client: Client, url: str, settings) -> None:
+    # Axes' username column holds 255 characters; a longer name was a DataError (HTTP 500) on every try.
+    from axes.models import AccessAttempt
+
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert _attempt(client, url, "x" * 100_000, "guess").status_code == 200
+    assert _attempt(client, url, "x" * 100_000, "guess").status_code == 429
+    assert AccessAttempt.objects.get().username == "x" * 255
+
+
 def test_the_test_client_login_still_works(client: Client, admin_user: User) -> None:
     """In-process logins (no request, nothing to throttle) pass through the throttle backend."""
     assert client.login(username="alice-admin", password="password-alice")
