@@ -21,6 +21,8 @@ from inference.services.batches import (
 )
 from inference.stages import STAGES
 
+MAX_POLL_S = 3600.0
+
 
 def batch_arguments_add(parser: CommandParser, *, chunk_size: int, unit: str) -> None:
     parser.add_argument("--chunk-size", type=int, default=chunk_size,
@@ -70,8 +72,8 @@ def batch_start(command: BaseCommand, *, dataset: Dataset, stages: list[str], va
     inline = options["inline"] or settings.CELERY_TASK_ALWAYS_EAGER
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise CommandError("--chunk-size must be at least 1")
-    if poll <= 0:
-        raise CommandError("--poll must be > 0")
+    if not 0 < poll <= MAX_POLL_S:  # also NaN and inf, which time.sleep refuses mid-wait
+        raise CommandError(f"--poll must be > 0 and at most {MAX_POLL_S} seconds, not {poll}")
     try:
         batch = batch_queue(dataset=dataset, stages=stages, va_source=va_source, configs=configs, prompts=prompts,
                             embedders=embedders, chunk_size=chunk_size, concurrency=concurrency, inline=inline)

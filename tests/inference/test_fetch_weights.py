@@ -161,6 +161,15 @@ def test_it_reports_an_unreachable_host_and_keeps_nothing(tmp_path) -> None:
     assert _nothing_written(tmp_path / "models")
 
 
+@pytest.mark.parametrize("timeout", ["nan", "-1", "0"])
+def test_it_refuses_a_timeout_that_is_not_a_positive_number(tmp_path, timeout: str) -> None:
+    # httpx raised ValueError mid-request (a traceback) for these.
+    with pytest.raises(CommandError, match="--timeout must be a positive number of seconds"):
+        call_command("fetch_weights", "facechannel", "--url", "http://127.0.0.1:9/x.tar.xz",
+                     "--to", str(tmp_path / "models" / "fc.h5"), "--timeout", timeout)
+    assert _nothing_written(tmp_path / "models")
+
+
 def test_it_keeps_an_earlier_file_when_a_new_fetch_fails(server, tmp_path) -> None:
     dest = tmp_path / "fc.h5"
     dest.write_bytes(b"an older, unverified copy")

@@ -92,6 +92,9 @@ def test_it_lists_bad_samples_and_finishes_the_rest(dataset) -> None:
     (["faces", "--source", "telepathy"], "invalid choice"),
     (["faces", "--source", "dataset", "--chunk-size", "0"], "--chunk-size must be at least 1"),
     (["faces", "--source", "dataset", "--chunk-size", "many"], "invalid int value"),
+    # time.sleep refuses NaN and inf only once the wait has begun (a traceback with the batch queued)
+    (["faces", "--source", "dataset", "--wait", "--poll", "nan"], "--poll must be > 0"),
+    (["faces", "--source", "dataset", "--wait", "--poll", "inf"], "--poll must be > 0"),
 ])
 def test_it_rejects_bad_command_arguments(dataset, args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):

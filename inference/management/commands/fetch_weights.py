@@ -1,6 +1,7 @@
 """python manage.py fetch_weights facechannel [--url URL] [--to PATH] [--write-env]"""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ class Command(BaseCommand):
                             help="Seconds to wait for the server at each step (default 60).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not 0 < options["timeout"] < math.inf:  # NaN, 0 or a negative value: httpx refuses it mid-request
+            raise CommandError(f"--timeout must be a positive number of seconds, not {options['timeout']}")
         dest = Path(options["to"]) if options["to"] else Path(settings.DATA_DIR) / "models" / FACECHANNEL_DIMENSIONAL_NAME
         bar = tqdm(total=None, unit="B", unit_scale=True, desc="trainedNetworks.tar.xz", file=self.stderr._out,
                    disable=None)
