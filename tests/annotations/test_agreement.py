@@ -364,6 +364,17 @@ def test_it_rejects_a_missing_file_a_value_outside_the_domain_and_non_utf8(tmp_p
         call_command("agreement", str(path), "--level", "nominal", "--bootstrap", "-1")
 
 
+@pytest.mark.parametrize(("domain", "message"), [(",", "--domain lists no values"), (" , ,", "--domain lists no values"),
+                                                 ("1,nan,3", "--domain must list numbers")])
+def test_it_refuses_an_empty_or_non_finite_domain(tmp_path, domain: str, message: str) -> None:
+    # An empty domain was an IndexError traceback; NaN was taken as a domain value.
+    from django.core.management import CommandError, call_command
+
+    path = _csv(tmp_path, "unit,rater,value\n1,a,3\n1,b,3\n")
+    with pytest.raises(CommandError, match=message):
+        call_command("agreement", str(path), "--level", "ordinal", "--domain", domain)
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--bootstrap", str(2**70), "resamples must be from 1 to 100000"),
     ("--alpha-min", "nan", "alpha_min must be a finite number"),

@@ -78,13 +78,18 @@ def domain_parse(raw: str | None, *, values: list[Any], level: str) -> list[Any]
         # Numeric levels order numerically; nominal order does not matter to alpha.
         return sorted(set(values))
     parts = [p.strip() for p in raw.split(",") if p.strip()]
+    if not parts:  # was an IndexError deep in the counting
+        raise CommandError(f"--domain lists no values: {raw!r}")
     if level == "nominal":
         # The same rule as the data, so "--domain 1,2" matches values written "1.0", "2".
         return nominal_values_normalise(parts)
     try:
-        return [float(p) for p in parts]
+        numbers = [float(p) for p in parts]
     except ValueError:
-        raise CommandError(f"--domain must list numbers at the {level} level, got {raw!r}") from None
+        numbers = []
+    if len(numbers) != len(parts) or not all(math.isfinite(x) for x in numbers):
+        raise CommandError(f"--domain must list numbers at the {level} level, got {raw!r}")
+    return numbers
 
 
 class Command(BaseCommand):
