@@ -6,6 +6,7 @@ so face detection runs inside it, the 26 categories multi-label, and VAD 1–10 
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ def _box(raw: Any) -> list[int]:
     values = [float(v) for v in np.asarray(raw, dtype=float).ravel()]
     if len(values) != 4:
         raise ValueError(f"body box must have 4 numbers, got {len(values)}")
+    if not all(math.isfinite(v) for v in values):  # int(round(inf)) raised OverflowError
+        raise ValueError(f"body box {values} holds a number that is not finite")
     x1, y1, x2, y2 = values
     if x2 <= x1 or y2 <= y1:
         raise ValueError(f"body box {values} has zero or negative size")
@@ -86,11 +89,18 @@ def iter_emotic(path: Path, *, images_root: Path | None = None, split: str | Non
         yield from _iter_csv(path, root, follow_symlinks)
 
 
-def _literal(text: str, column: str) -> Any:
+def _literal(text: str, column: str, *, numbers: bool = False) -> list[Any]:
+    """A cell's Python list, e.g. "['Peace', 'Esteem']"; with `numbers`, of plain ints and floats only."""
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise ValueError(f"column {column!r} is not a list literal: {text[:60]!r}") from None
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, RecursionError, MemoryError):
+        value = None
+    # A bare number, None, a set (no order) or a dict was a TypeError that ended the whole import.
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"column {column!r} is not a list literal: {text[:60]!r}")
+    if numbers and not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"column {column!r} must list numbers: {text[:60]!r}")
+    return list(value)
 
 
 def _iter_csv(path: Path, root: Path, follow_symlinks: bool) -> Iterator[SampleRecord | ImportErrorRow]:
@@ -118,11 +128,11 @@ def _iter_csv(path: Path, root: Path, follow_symlinks: bool) -> Iterator[SampleR
                 empty = [c for c in required if row.get(c) in (None, "")]
                 raise ValueError(f"missing value in column(s) {', '.join(empty)}")
             categories = _literal(row["Categorical_Labels"], "Categorical_Labels")
-            continuous = _literal(row["Continuous_Labels"], "Continuous_Labels")
+            continuous = _literal(row["Continuous_Labels"], "Continuous_Labels", numbers=True)
             meta = {k: row[k] for k in ("Gender", "Age", "Image Size") if row.get(k)}
             yield _record(location=location, images_root=root, folder=row["Folder"], filename=row["Filename"],
-                          box_raw=_literal(row["BBox"], "BBox"), categories=list(categories),
-                          continuous=list(continuous), meta=meta, follow_symlinks=follow_symlinks)
+                          box_raw=_literal(row["BBox"], "BBox", numbers=True), categories=categories,
+                          continuous=continuous, meta=meta, follow_symlinks=follow_symlinks)
         except ValueError as exc:
             yield ImportErrorRow(location, str(exc))
 

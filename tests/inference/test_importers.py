@@ -127,6 +127,34 @@ def test_it_imports_emotic_csv_with_body_boxes_and_scaled_vad(tmp_path) -> None:
     assert any(":8" in r and "missing value in column(s) Filename" in r for r in reasons)
 
 
+def test_it_reports_emotic_csv_cells_of_the_wrong_shape_per_row(tmp_path) -> None:
+    """A bare number, None or a nested list was a TypeError, an infinite box an OverflowError: each ended
+    the whole import; a set was read in no defined order and JSON-ish True taken as 1."""
+    (tmp_path / "images").mkdir()
+    shutil.copy(FACES / "obama.jpg", tmp_path / "images" / "a.jpeg")
+    good = "images,a.jpeg,\"[1280, 853]\",\"[1, 1, 60, 60]\",\"['Peace']\",\"[5, 5, 5]\",Male,Adult\n"
+    csv_path = tmp_path / "e.csv"
+    csv_path.write_text(
+        EMOTIC_HEADER + good
+        + "images,a.jpeg,\"[1280, 853]\",\"[2, 2, 60, 60]\",5,\"[5, 5, 5]\",Male,Adult\n"
+        + "images,a.jpeg,\"[1280, 853]\",\"[3, 3, 60, 60]\",\"['Peace']\",None,Male,Adult\n"
+        + "images,a.jpeg,\"[1280, 853]\",\"[4, 4, 1e309, 60]\",\"['Peace']\",\"[5, 5, 5]\",Male,Adult\n"
+        + "images,a.jpeg,\"[1280, 853]\",\"[5, 5, 60, 60]\",\"['Peace']\",\"[[5], 5, 5]\",Male,Adult\n"
+        + "images,a.jpeg,\"[1280, 853]\",\"[6, 6, 60, 60]\",\"['Peace']\",\"{5, 6, 7}\",Male,Adult\n"
+        + "images,a.jpeg,\"[1280, 853]\",\"[7, 7, 60, 60]\",\"['Peace']\",\"[True, 5, 5]\",Male,Adult\n"
+    )
+    report = dataset_import(path=csv_path, name="emotic", fmt="emotic")
+    assert report.created == 1
+    reasons = _reasons(report)
+    assert len(reasons) == 6
+    assert "e.csv:3: column 'Categorical_Labels' is not a list literal: '5'" in reasons
+    assert "e.csv:4: column 'Continuous_Labels' is not a list literal: 'None'" in reasons
+    assert any(r.startswith("e.csv:5: body box") and "not finite" in r for r in reasons)
+    assert "e.csv:6: column 'Continuous_Labels' must list numbers: '[[5], 5, 5]'" in reasons
+    assert "e.csv:7: column 'Continuous_Labels' is not a list literal: '{5, 6, 7}'" in reasons
+    assert "e.csv:8: column 'Continuous_Labels' must list numbers: '[True, 5, 5]'" in reasons
+
+
 def test_it_rejects_an_emotic_csv_without_the_required_columns(tmp_path) -> None:
     csv_path = tmp_path / "bad.csv"
     csv_path.write_text("Folder,Filename\nimages,a.jpg\n")
