@@ -51,8 +51,9 @@ while (($#)); do
   esac
 done
 case "$DISTRO" in
-  debian12) SUITE=bookworm; MIRROR=http://deb.debian.org/debian ;;
-  ubuntu2404) SUITE=noble; MIRROR=http://archive.ubuntu.com/ubuntu ;;
+  debian12) SUITE=bookworm; MIRROR=http://deb.debian.org/debian; COMPONENTS=main ;;
+  # python3-pip is in Ubuntu's universe, which a stock Ubuntu install has enabled.
+  ubuntu2404) SUITE=noble; MIRROR=http://archive.ubuntu.com/ubuntu; COMPONENTS=main,universe ;;
   *) echo "unknown --distro $DISTRO (debian12 or ubuntu2404)" >&2; exit 2 ;;
 esac
 [[ $(id -u) -eq 0 ]] || { echo "run as root (debootstrap, chroot and namespaces need it)" >&2; exit 2; }
@@ -104,7 +105,8 @@ bootstrap() {
   local tarball="$WORK/cache/$DISTRO.tar"
   rm -rf --one-file-system "$ROOT"
   if ((REBUILD)) || [[ ! -s "$tarball" ]]; then
-    debootstrap --variant=minbase --include=git,python3,python3-pip,ca-certificates "$SUITE" "$ROOT" "$MIRROR"
+    debootstrap --variant=minbase --components="$COMPONENTS" --include=git,python3,python3-pip,ca-certificates \
+      "$SUITE" "$ROOT" "$MIRROR" || return 1
     tar -C "$ROOT" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
   else
     mkdir -p "$ROOT" && tar -C "$ROOT" -xf "$tarball"
@@ -112,7 +114,7 @@ bootstrap() {
   # Inside the namespace slirp4netns answers DNS on 10.0.2.3.
   echo "nameserver 10.0.2.3" >"$ROOT/etc/resolv.conf"
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$ROOT/etc/hosts"
-  echo "deb $MIRROR $SUITE main" >"$ROOT/etc/apt/sources.list"
+  echo "deb $MIRROR $SUITE ${COMPONENTS//,/ }" >"$ROOT/etc/apt/sources.list"
   # This workplace reaches the registries through a TLS-inspecting egress whose CA the host trusts: the
   # root gets the same local CAs (a normal machine has none, and needs none).
   if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
