@@ -123,9 +123,10 @@ def dataset_intervals(design: Design, *, rng: np.random.Generator, resamples: in
 
 def coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
                  population: dict[str, float]) -> dict[str, float]:
-    """Share of data sets whose 95 % interval covers the population value, per interval; plus the
-    false-positive rate of the comparison of two equally good metrics and the perfect metric's
-    margin over the ceiling."""
+    """Share of data sets whose 95 % interval covers the population value, per interval; the share in
+    which the comparison of two equally good metrics is significant (false positives; unadjusted
+    p < 0.05), and of good vs weak (power); how often a comparison's p < 0.05 and its CI excluding 0
+    agree; and the perfect metric's margin over the ceiling."""
     with threadpool_limits(limits=1, user_api="blas"):
         return _coverage_run(design, datasets=datasets, resamples=resamples, seed=seed, population=population)
 
@@ -135,7 +136,9 @@ def _coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
     rng = np.random.default_rng(seed)
     hits: dict[str, list[bool]] = {k: [] for k in ("alpha", "spearman", "pearson", "kendall_defined", "delta_spearman",
                                                     "delta_pearson", "icc")}
-    equal_sig, equal_sig_williams, over_ceiling, margins = [], [], [], []
+    significant: dict[str, list[bool]] = {k: [] for k in ("equal_spearman", "equal_pearson", "equal_williams",
+                                                          "weak_spearman", "weak_pearson")}
+    agree, over_ceiling, margins = [], [], []
     for d in range(datasets):
         out = dataset_intervals(design, rng=rng, resamples=resamples, seed=seed + d)
         boot, meta = out["alpha"], out["meta"]
@@ -148,11 +151,15 @@ def _coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
         hits["kendall_defined"].append(good["kendall"]["ci"] is not None)
         for c in meta["comparisons"]:
             pair = {c["a"], c["b"]}
+            agree.append((c["p"] < 0.05) == (c["ci"][0] > 0 or c["ci"][1] < 0))
             if pair == {"good", "weak"}:
                 delta = population[f"{c['method']}_{c['a']}"] - population[f"{c['method']}_{c['b']}"]
                 hits[f"delta_{c['method']}"].append(c["ci"][0] <= delta <= c["ci"][1])
+                significant[f"weak_{c['method']}"].append(c["p"] < 0.05)
             if pair == {"good", "good2"}:
-                (equal_sig if c["method"] == "spearman" else equal_sig_williams).append(c["p"] < 0.05)
+                significant[f"equal_{c['method']}"].append(c["p"] < 0.05)
+                if "williams" in c:
+                    significant["equal_williams"].append(c["williams"]["p"] < 0.05)
         icc = meta["reliability"]["icc"]
         target = REL.spearman_brown(reliability=population["icc_single"], factor=icc["k"])
         hits["icc"].append(icc["ci_low"] <= target <= icc["ci_high"])
@@ -162,9 +169,9 @@ def _coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
             margins.append(r_perfect - ceiling)
             over_ceiling.append(r_perfect > ceiling + 0.05)
     result = {f"coverage_{k}": float(np.mean(v)) for k, v in hits.items() if v and k != "kendall_defined"}
+    result.update({f"significant_{k}": float(np.mean(v)) for k, v in significant.items()})
     result.update({
-        "equal_metrics_significant_spearman": float(np.mean(equal_sig)),
-        "equal_metrics_significant_williams": float(np.mean(equal_sig_williams)),
+        "p_and_ci_agree": float(np.mean(agree)),
         "perfect_minus_ceiling_mean": float(np.mean(margins)),
         "perfect_over_ceiling_plus_0.05": float(np.mean(over_ceiling)),
         "datasets": datasets,

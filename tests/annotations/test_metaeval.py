@@ -52,6 +52,45 @@ def test_it_keeps_williams_test_at_its_nominal_size_under_the_null() -> None:
     assert 0.03 <= rejections / 1000 <= 0.07
 
 
+def test_it_estimates_the_sampling_sd_of_pearsons_r_by_the_normal_theory_value_for_normal_data() -> None:
+    # For bivariate normal data Var(r) ~ (1 - rho^2)^2 / n (Fisher 1915); the influence values give it
+    # without assuming normality, and agree with it when the data are normal.
+    rng = np.random.default_rng(2)
+    data = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], size=200_000)
+    r, influence = M._pearson_influence(data[:, 0], data[:, 1])
+    assert r == pytest.approx(stats.pearsonr(data[:, 0], data[:, 1]).statistic)
+    assert np.sqrt(np.mean(influence**2)) == pytest.approx(1 - 0.6**2, rel=0.01)
+
+
+def test_it_gives_a_comparison_p_below_alpha_exactly_when_its_interval_excludes_zero() -> None:
+    significant = set()
+    for seed in range(12):
+        units, raters, values, scores, _ = _study(n=40, seed=seed, noises={"a": 0.5, "b": 0.8})
+        for confidence in (0.9, 0.95):
+            result = M.metaeval_compute(units=units, raters=raters, values=values, scores=scores, resamples=199,
+                                        seed=seed, confidence=confidence, znorm=False)
+            for row in result["comparisons"]:
+                excludes = row["ci"][0] > 0 or row["ci"][1] < 0
+                assert (row["p"] < 1 - confidence) == excludes, (seed, confidence, row)
+                assert row["test"] == M.TESTS[row["method"]]
+                significant.add((row["method"], excludes))
+    # Both outcomes occurred for both methods, so the check above was not vacuous.
+    assert significant == {(m, e) for m in ("spearman", "pearson") for e in (True, False)}
+
+
+def test_it_keeps_williams_test_as_a_secondary_figure_of_the_pearson_comparison() -> None:
+    units, raters, values, scores, _ = _study()
+    result = M.metaeval_compute(units=units, raters=raters, values=values, scores=scores, resamples=100, seed=1)
+    row = next(c for c in result["comparisons"] if c["method"] == "pearson")
+    r = {name: result["metrics"][name]["pearson"]["r"] for name in ("sentence", "word")}
+    r23 = np.corrcoef([scores["sentence"][u] for u in range(60)], [scores["word"][u] for u in range(60)])[0, 1]
+    t, p = M.williams_test(r12=r["sentence"], r13=r["word"], r23=r23, n=60)
+    assert row["williams"]["t"] == pytest.approx(t) and row["williams"]["p"] == pytest.approx(p)
+    assert row["williams"]["df"] == 57
+    assert result["metrics"]["word"]["pearson"]["interval"] == "bootstrap-t on Fisher's z"
+    assert result["metrics"]["word"]["spearman"]["interval"] == "percentile"
+
+
 def test_it_adjusts_p_values_by_holm() -> None:
     assert M.holm_adjust([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
     assert M.holm_adjust([0.5, 0.9]) == [1.0, 1.0]
