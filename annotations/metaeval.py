@@ -132,27 +132,60 @@ def _percentile_p(samples: np.ndarray) -> float | None:
     return float(min(1.0, 2 * tail / (len(valid) + 1)))
 
 
-def _pearson_influence(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson's r along the last axis and each item's empirical influence on it (one row or many):
-    IF_i = zx_i zy_i - r (zx_i^2 + zy_i^2) / 2, z standardised with the 1/n SD. Var(r) ~ mean(IF^2) / n
-    holds without normality or equal error variances (the nonparametric delta method; Davison & Hinkley
-    1997, 2.7.2), which a mean over a varying number of biased raters does not have. No variation: NaN."""
-    xc = x - x.mean(axis=-1, keepdims=True)
-    yc = y - y.mean(axis=-1, keepdims=True)
+def _standardise(v: np.ndarray, weights: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """(v - mean) / SD along the last axis, both weighted by how often each item was drawn (1/n SD); NaN
+    where the drawn values do not vary (beyond rounding of the weighted mean)."""
+    mean = (weights * v).sum(axis=-1, keepdims=True) / total
+    centred = v - mean
+    sd = np.sqrt((weights * centred**2).sum(axis=-1, keepdims=True) / total)
+    flat = sd <= 1e-12 * np.maximum(np.abs(mean), 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        zx = xc / np.sqrt((xc**2).mean(axis=-1, keepdims=True))
-        zy = yc / np.sqrt((yc**2).mean(axis=-1, keepdims=True))
-    r = (zx * zy).mean(axis=-1)
+        return centred / np.where(flat, np.nan, sd)
+
+
+def _pearson_influence(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson's r along the last axis and each item's empirical influence on it (one row or many;
+    `weights`: how often each item was drawn into a resample): IF_i = zx_i zy_i - r (zx_i^2 + zy_i^2) / 2,
+    z standardised with the 1/n SD. Var(r) ~ mean(IF^2) / n holds without normality or equal error
+    variances (the nonparametric delta method; Davison & Hinkley 1997, 2.7.2), which a mean over a
+    varying number of biased raters does not have. No variation: NaN."""
+    w = np.ones(np.broadcast_shapes(x.shape, y.shape)) if weights is None else weights
+    total = w.sum(axis=-1, keepdims=True)
+    zx, zy = _standardise(x, w, total), _standardise(y, w, total)
+    r = (w * zx * zy).sum(axis=-1) / total[..., 0]
     return r, zx * zy - r[..., None] * (zx**2 + zy**2) / 2
 
 
-def _influence_gram(influence: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean over items of IF_i * IF_j for every pair of metrics: (..., metrics, metrics)."""
+def _influence_gram(influence: Sequence[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
+    """Mean over (drawn) items of IF_i * IF_j for every pair of metrics: (..., metrics, metrics)."""
     m = len(influence)
+    w = np.ones(influence[0].shape) if weights is None else weights
+    total = w.sum(axis=-1)
     gram = np.empty((*influence[0].shape[:-1], m, m))
     for i, j in itertools.combinations_with_replacement(range(m), 2):
-        gram[..., i, j] = gram[..., j, i] = (influence[i] * influence[j]).mean(axis=-1)
+        gram[..., i, j] = gram[..., j, i] = (w * influence[i] * influence[j]).sum(axis=-1) / total
     return gram
+
+
+def _rank_runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x's sort order, where each run of equal values starts in it, and each item's run."""
+    order = np.argsort(x, kind="stable")
+    new = np.r_[True, x[order][1:] != x[order][:-1]]
+    run = np.empty(len(x), dtype=np.intp)
+    run[order] = np.cumsum(new) - 1
+    return order, np.flatnonzero(new), run
+
+
+def _resampled_ranks(weights: np.ndarray, runs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Each item's midrank within every resample (rows of draw counts), as scipy's rankdata gives it for
+    the resampled values: the draws below its run of equal values plus the middle of that run. Sums over
+    sorted draw counts replace a sort per resample (exact; 4x faster at 20,000 items)."""
+    order, starts, run = runs
+    per_run = np.add.reduceat(weights[:, order], starts, axis=1)
+    below = np.cumsum(per_run, axis=1) - per_run
+    return (below + (per_run + 1) / 2)[:, run]
 
 
 def _studentized(
@@ -224,25 +257,36 @@ class _Resampled:
 
 def _boot_correlations(
     *, human: np.ndarray, metrics: Mapping[str, np.ndarray], resamples: int, rng: np.random.Generator,
+    methods: Sequence[str] = METHODS,
 ) -> _Resampled:
-    """Bootstrap correlations of every metric with the human score, all on the same resampled items."""
+    """Bootstrap correlations of every metric with the human score, all on the same resampled items.
+
+    A resample is a row of draw counts over the items (weights): Pearson and its influence values are
+    weighted moments, Spearman is Pearson on the resampled midranks (`_resampled_ranks`). Pearson's
+    influence values are always computed (they studentize); `methods` picks the other samples kept."""
     n = len(human)
-    out = {name: {m: np.empty(resamples) for m in METHODS} for name in metrics}
+    out = {name: {m: np.full(resamples, np.nan) for m in METHODS} for name in metrics}
     gram = np.empty((resamples, len(metrics), len(metrics)))
+    human_runs = _rank_runs(human)
+    runs = {name: _rank_runs(x) for name, x in metrics.items()}
     chunk = max(1, min(200, RESAMPLE_CELLS // n))
     for start in range(0, resamples, chunk):
         stop = min(start + chunk, resamples)
         idx = rng.integers(0, n, size=(stop - start, n))
-        hb = human[idx]
-        hr = stats.rankdata(hb, axis=1)
+        weights = np.bincount((idx + n * np.arange(stop - start)[:, None]).ravel(),
+                              minlength=(stop - start) * n).reshape(stop - start, n).astype(float)
+        total = np.full((stop - start, 1), float(n))
+        human_ranks = _standardise(_resampled_ranks(weights, human_runs), weights, total)
         influence = []
         for name, x in metrics.items():
-            xb = x[idx]
-            out[name]["pearson"][start:stop], inf = _pearson_influence(xb, hb)
+            out[name]["pearson"][start:stop], inf = _pearson_influence(x, human, weights)
             influence.append(inf)
-            out[name]["spearman"][start:stop] = A._rowwise_pearson(stats.rankdata(xb, axis=1), hr)
-            out[name]["kendall"][start:stop] = A._kendall_resampled(x, human, idx)
-        gram[start:stop] = _influence_gram(influence)
+            if "spearman" in methods:
+                ranks = _standardise(_resampled_ranks(weights, runs[name]), weights, total)
+                out[name]["spearman"][start:stop] = (weights * ranks * human_ranks).sum(axis=1) / n
+            if "kendall" in methods:
+                out[name]["kendall"][start:stop] = A._kendall_resampled(x, human, idx)
+        gram[start:stop] = _influence_gram(influence, weights)
     observed = _influence_gram([_pearson_influence(x, human)[1] for x in metrics.values()])
     return _Resampled(names=list(metrics), samples=out, gram=gram, observed_gram=observed, items=n)
 

@@ -62,6 +62,20 @@ def test_it_estimates_the_sampling_sd_of_pearsons_r_by_the_normal_theory_value_f
     assert np.sqrt(np.mean(influence**2)) == pytest.approx(1 - 0.6**2, rel=0.01)
 
 
+def test_it_resamples_correlations_as_scipy_computes_them_on_the_resampled_items() -> None:
+    # Draw counts instead of gathered copies: the same resamples (same seed), the same correlations.
+    rng = np.random.default_rng(3)
+    truth = rng.normal(0, 1, 30)
+    human = np.clip(np.rint(3 + truth + rng.normal(0, 0.8, 30)), 1, 5)  # many ties
+    metric = np.round(truth + rng.normal(0, 1, 30), 1)
+    boot = M._boot_correlations(human=human, metrics={"m": metric}, resamples=50, rng=np.random.default_rng(5))
+    for b, idx in enumerate(np.random.default_rng(5).integers(0, 30, (50, 30))):
+        x, h = metric[idx], human[idx]
+        assert boot.samples["m"]["spearman"][b] == pytest.approx(stats.spearmanr(x, h).statistic, abs=1e-12)
+        assert boot.samples["m"]["pearson"][b] == pytest.approx(stats.pearsonr(x, h).statistic, abs=1e-12)
+        assert boot.samples["m"]["kendall"][b] == pytest.approx(stats.kendalltau(x, h).statistic, abs=1e-12)
+
+
 def test_it_gives_a_comparison_p_below_alpha_exactly_when_its_interval_excludes_zero() -> None:
     significant = set()
     for seed in range(12):
