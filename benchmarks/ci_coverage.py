@@ -15,6 +15,7 @@ data sets, for comparison.
 
     python benchmarks/ci_coverage.py                      # 400 data sets per design, 500 resamples
     python benchmarks/ci_coverage.py --datasets 100 --resamples 200
+    python benchmarks/ci_coverage.py --datasets 4000 --design 2   # one design (index into DESIGNS)
 """
 from __future__ import annotations
 
@@ -50,10 +51,12 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=500, help="bootstrap resamples per interval")
     parser.add_argument("--population-items", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=20250101)
+    parser.add_argument("--design", type=int, action="append", help="only this design (index into DESIGNS); "
+                        "repeatable; default all")
     args = parser.parse_args()
     print(f"{args.datasets} data sets per design, {args.resamples} resamples, population from "
           f"{args.population_items} simulated items; nominal level 95 %")
-    for design in S.DESIGNS:
+    for design in [S.DESIGNS[i] for i in args.design] if args.design else S.DESIGNS:
         t0 = time.perf_counter()
         pop = S.population_compute(design, items=args.population_items, seed=args.seed)
         res = S.coverage_run(design, datasets=args.datasets, resamples=args.resamples, seed=args.seed,
