@@ -6,15 +6,16 @@ by `manage.py meta_eval`. As in the WMT metrics shared tasks (Mathur et al. 2020
 
 * item level: Spearman, Kendall tau-b and Pearson of each metric with the mean human rating, with
   bootstrap CIs over items (percentile for Spearman and Kendall; for Pearson a bootstrap-t on Fisher's
-  z, studentized by the influence-function SE, which held 95 % in simulation where the percentile
-  interval covered 93-94 %); every metric is resampled with the SAME items, so
+  z, studentized by the influence-function SE, which covered 94.3-95.5 % in simulation where the
+  percentile interval covered 93.2-94.2 %); every metric is resampled with the SAME items, so
 * comparisons between metrics are paired: the difference of two correlations gets a paired bootstrap
   CI and a p-value that inverts it (p < 1 - confidence exactly when the CI excludes 0). Spearman: the
-  percentile interval. Pearson: a symmetric bootstrap-t (Davison & Hinkley 1997, 5.2-5.3), because
-  the percentile interval's p called two equally good metrics different in 5.4-6.5 % of simulated
-  studies; Williams' (1959) t-test for dependent correlations (Steiger 1980, eq. 7) assumes normal,
-  homoscedastic data and is kept only as a secondary figure (`williams`). All p-values shown are
-  Holm-corrected together;
+  percentile interval. Pearson: a symmetric bootstrap-t (Davison & Hinkley 1997, 5.2-5.3), which
+  called two equally good metrics different in 3.8-4.4 % of 3000 simulated studies per design
+  (benchmarks/comparison_methods.py; docs/reports.md), where the percentile interval's p reached
+  5.5-6.1 %; Williams' (1959) t-test for dependent correlations (Steiger 1980, eq. 7), which
+  assumes normal, homoscedastic data, was at 4.5-5.2 % there and 5.8-6.2 % in smaller runs. Williams'
+  t is kept as a secondary figure (`williams`). All p-values shown are Holm-corrected together;
 * grouped ("within sample"): the correlation among the descriptions of one sample (face), averaged
   over samples; CI by resampling samples;
 * system level: per system (LLM config x prompt) mean metric vs mean human score, Pearson and
