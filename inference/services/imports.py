@@ -129,46 +129,49 @@ def dataset_import(
         kwargs["images_root"] = Path(images_root)
     iterator = records if records is not None else FORMATS[fmt](source, **kwargs)
     seen: dict[str, str] = {}
-    for record in iterator:
-        if progress:
-            progress(1)
-        if isinstance(record, ImportErrorRow):
-            report.errors.append(record)
-            continue
-        problem = _record_problem(record)
-        if problem is not None:
-            # The location may hold the same undecodable file name: escaped, so it can be printed.
-            location = record.location.encode("utf-8", "backslashreplace").decode("utf-8")
-            report.errors.append(ImportErrorRow(location, problem))
-            continue
-        if record.external_id in seen:
-            report.errors.append(ImportErrorRow(record.location, f"duplicate of {seen[record.external_id]} "
-                                                f"({record.external_id})"))
-            continue
-        seen[record.external_id] = record.location
-        try:
-            checked = image_check(record.image_path, max_bytes=settings.IMPORT_MAX_IMAGE_BYTES,
-                                  max_pixels=settings.IMPORT_MAX_IMAGE_PIXELS)
-        except ImageRejected as exc:
-            report.errors.append(ImportErrorRow(record.location, str(exc)))
-            continue
-        stored = image_store(data=checked.data, sha256=checked.sha256, extension=checked.extension)
-        fields = _sample_fields(record, stored, checked)
-        with transaction.atomic():
-            sample = (Sample.objects.select_for_update()
-                      .filter(dataset=dataset, external_id=record.external_id).first())
-            if sample is None:
-                Sample.objects.create(dataset=dataset, external_id=record.external_id, **fields)
-                report.created += 1
-            elif all(getattr(sample, key) == (str(value) if key == "image" else value)
-                     for key, value in fields.items() if key != "image") and sample.image.name == stored:
-                report.unchanged += 1
-            else:
-                for key, value in fields.items():
-                    setattr(sample, key, value)
-                sample.save()
-                report.updated += 1
-    if created_now and not dataset.samples.exists():
-        dataset.delete()
-        report.discarded = True
+    try:
+        for record in iterator:
+            if progress:
+                progress(1)
+            if isinstance(record, ImportErrorRow):
+                report.errors.append(record)
+                continue
+            problem = _record_problem(record)
+            if problem is not None:
+                # The location may hold the same undecodable file name: escaped, so it can be printed.
+                location = record.location.encode("utf-8", "backslashreplace").decode("utf-8")
+                report.errors.append(ImportErrorRow(location, problem))
+                continue
+            if record.external_id in seen:
+                report.errors.append(ImportErrorRow(record.location, f"duplicate of {seen[record.external_id]} "
+                                                    f"({record.external_id})"))
+                continue
+            seen[record.external_id] = record.location
+            try:
+                checked = image_check(record.image_path, max_bytes=settings.IMPORT_MAX_IMAGE_BYTES,
+                                      max_pixels=settings.IMPORT_MAX_IMAGE_PIXELS)
+            except ImageRejected as exc:
+                report.errors.append(ImportErrorRow(record.location, str(exc)))
+                continue
+            stored = image_store(data=checked.data, sha256=checked.sha256, extension=checked.extension)
+            fields = _sample_fields(record, stored, checked)
+            with transaction.atomic():
+                sample = (Sample.objects.select_for_update()
+                          .filter(dataset=dataset, external_id=record.external_id).first())
+                if sample is None:
+                    Sample.objects.create(dataset=dataset, external_id=record.external_id, **fields)
+                    report.created += 1
+                elif all(getattr(sample, key) == (str(value) if key == "image" else value)
+                         for key, value in fields.items() if key != "image") and sample.image.name == stored:
+                    report.unchanged += 1
+                else:
+                    for key, value in fields.items():
+                        setattr(sample, key, value)
+                    sample.save()
+                    report.updated += 1
+    finally:
+        # Also when a row raised something unforeseen (a full disk): a new dataset with no sample goes.
+        if created_now and not dataset.samples.exists():
+            dataset.delete()
+            report.discarded = True
     return report

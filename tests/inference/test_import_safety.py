@@ -217,3 +217,18 @@ def test_it_reports_a_file_name_that_is_not_utf8_in_a_class_folder(tmp_path) -> 
     [error] = report.errors
     assert str(error) == "happy/\\udcff\\udcfe.png: the image path holds a NUL byte or is not valid UTF-8"
     str(error).encode("utf-8")  # printable by the command
+
+
+def test_it_leaves_no_empty_dataset_when_an_import_stops_on_an_unforeseen_error(tmp_path, monkeypatch) -> None:
+    # The clean-up of a new dataset ran only after the loop, so an exception left an empty dataset behind.
+    from inference.services import imports
+
+    def disk_full(**_: object) -> str:
+        raise OSError(28, "No space left on device")
+
+    _png(tmp_path / "ok.png")
+    (tmp_path / "m.csv").write_text("image,label\nok.png,happy\n")
+    monkeypatch.setattr(imports, "image_store", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        dataset_import(path=tmp_path / "m.csv", name="m", fmt="manifest")
+    assert not Dataset.objects.exists()
