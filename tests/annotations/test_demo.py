@@ -73,6 +73,13 @@ def test_it_names_the_missing_manifest(tmp_path) -> None:
         call_command("demo", "--manifest", str(tmp_path / "none.csv"))
 
 
+def test_it_refuses_fewer_than_one_rater_before_doing_any_work() -> None:
+    # It ran every stage, then the study refused k=0 with a StudyInvalid traceback.
+    with pytest.raises(CommandError, match="--raters must be at least 1, not 0"):
+        call_command("demo", "--skip-llm", "--raters", "0")
+    assert not VAEstimate.objects.exists() and not Study.objects.exists()
+
+
 def test_it_adds_a_pairwise_study_when_two_systems_describe_the_faces() -> None:
     from annotations.management.commands.demo import DEMO_PAIRWISE, Command
     from inference.models import Dataset

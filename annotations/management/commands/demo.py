@@ -45,6 +45,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, manifest: str | None, skip_llm: bool, raters: int, **options) -> None:
         say = self.stdout.write
+        if raters < 1:  # checked before the pipeline's minutes of work, not by the study at the end
+            raise CommandError(f"--raters must be at least 1, not {raters}")
         call_command("migrate", verbosity=0)
 
         path = Path(manifest) if manifest else Path(settings.ASSETS_DIR) / "faces" / "demo-manifest.csv"
