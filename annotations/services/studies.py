@@ -191,6 +191,9 @@ def completion_url_validate(template: str) -> str:
     template = (template or "").strip()
     if not template:
         return ""
+    longest = Study._meta.get_field("completion_url_template").max_length
+    if len(template) > longest:  # the web form caps it; create_study and the services did not
+        raise StudyInvalid(f"the completion URL is {len(template)} characters long; at most {longest}")
     probe = template.replace("{code}", "CODE")
     if "{" in probe or "}" in probe:
         raise StudyInvalid("the completion URL may contain {code} and no other {placeholder}")

@@ -136,6 +136,7 @@ def test_it_tops_up_an_existing_study_when_rerun(make_generations, capsys, resea
     (["--completion-url", "javascript:alert(1)"], "not an http"),
     (["--completion-url", "https://x.org/?cc={code}&u={user}"], "no other"),
     (["--pay-per-hour", "-3"], "cannot be negative"),
+    (["--completion-url", "https://x.org/?cc={code}&pad=" + "p" * 600], "at most 500"),  # was a DataError
 ])
 def test_it_reports_bad_command_arguments_clearly(make_generations, extra, message, researcher) -> None:
     make_generations(1)
