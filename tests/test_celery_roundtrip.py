@@ -38,6 +38,10 @@ def test_the_import_task_refuses_bad_arguments_clearly(tmp_path) -> None:
         dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), 7, "manifest"), throw=True)
     with pytest.raises(ImportFailed, match="must be a file or folder name"):
         dataset_import_task.apply(args=(7, "bad", "manifest"), throw=True)
+    with pytest.raises(ImportFailed, match="unknown format"):  # unhashable: a TypeError before
+        dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "bad", ["manifest"]), throw=True)
+    with pytest.raises(ImportFailed, match="unknown label set"):
+        dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "bad", "manifest", ["basic"]), throw=True)
     assert not Dataset.objects.exists()
     report = dataset_import_task.apply(args=(str(FACES / "demo-manifest.csv"), "ok", "manifest")).get()
     assert (report["created"], report["errors"]) == (4, [])

@@ -54,7 +54,7 @@ def image_store(*, data: bytes, sha256: str, extension: str) -> str:
 
 def _label_set_for(fmt: str, label_set: str | None) -> tuple[list[str], bool]:
     key = label_set or ("emotic" if fmt == "emotic" else "basic")
-    if key not in LABEL_SETS:
+    if not isinstance(key, str) or key not in LABEL_SETS:  # a task argument may be anything
         raise ImportFailed(f"unknown label set {key!r} (choose {', '.join(LABEL_SETS)})")
     return LABEL_SETS[key], key == "emotic"
 
@@ -101,7 +101,7 @@ def dataset_import(
     Image paths stay inside the dataset folder; `follow_symlinks` lets symbolic links lead outside it.
     A new dataset none of whose rows imported is deleted again (`report.discarded`): a failed import
     leaves nothing behind."""
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ImportFailed(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
     if not isinstance(name, str) or slugify(name) != name:  # also for the Celery task, which has no form
         raise ImportFailed(f"--name must be a slug (letters, digits, - and _), e.g. {slugify(str(name))!r}")
