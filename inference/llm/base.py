@@ -44,6 +44,15 @@ class LLMReply:
     completion_tokens: int | None = None
     refusal: bool = False  # the API itself marked the answer as a refusal (OpenAI `message.refusal`)
 
+    def __post_init__(self) -> None:
+        # A server's token count is only a statistic: one that is not a whole number the column can hold
+        # ("x", -5, 2**70) is dropped, rather than failing the row that keeps the answer.
+        for name in ("prompt_tokens", "completion_tokens"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
+                                          and 0 <= value < 2**31):
+                object.__setattr__(self, name, None)
+
 
 class LLMError(Exception):
     def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:

@@ -94,6 +94,10 @@ def _reply(completion: Any) -> LLMReply:
     if not choices:
         raise PermanentLLMError("malformed response from the server: no choices in the chat completion")
     message = choices[0].message
+    content = getattr(message, "content", None)
+    if content is not None and not isinstance(content, str):  # the client does not check the body's types
+        raise PermanentLLMError(f"malformed response from the server: the message content is "
+                                f"{type(content).__name__}, not text")
     refusal = getattr(message, "refusal", None)
     usage = getattr(completion, "usage", None)
     return LLMReply(

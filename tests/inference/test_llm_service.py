@@ -166,6 +166,22 @@ def test_it_keeps_hostile_answers_as_rows_instead_of_failing_the_item(dataset, p
     assert Generation.objects.filter(status="error").count() == 0
 
 
+def test_it_records_a_reply_of_the_wrong_types_as_an_error_or_drops_the_bad_count(dataset, prompts, openai_server):
+    # Content that is not text raised TypeError out of generation_run; a token count of "x" or 2**70
+    # failed the insert (ValueError, DataError), losing the answer.
+    va1, va2, va3 = va_make(dataset, 3)
+    config = openai_config(openai_server)
+    answer = {"index": 0, "message": {"role": "assistant", "content": "A calm face."}, "finish_reason": "stop"}
+    openai_server.queue(Reply(200, openai_completion(["not", "text"])),
+                        Reply(200, {"choices": [answer], "usage": {"prompt_tokens": "x", "completion_tokens": -5}}),
+                        Reply(200, {"choices": [answer], "usage": {"prompt_tokens": 2**70, "completion_tokens": 7}}))
+    listed, strange, huge = (run(va, config, prompts["describe"]) for va in (va1, va2, va3))
+    assert listed.status == "error" and "the message content is list, not text" in listed.error
+    assert (strange.status, strange.text, strange.prompt_tokens, strange.completion_tokens) == (
+        "ok", "A calm face.", None, None)
+    assert (huge.status, huge.prompt_tokens, huge.completion_tokens) == ("ok", None, 7)
+
+
 def test_it_flags_empty_and_refusal_descriptions(dataset, prompts, openai_server):
     va1, va2, va3 = va_make(dataset, 3)
     config = openai_config(openai_server)
