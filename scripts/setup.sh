@@ -141,6 +141,7 @@ elif [[ $build != cpu ]]; then
   fi
 fi
 log "torch: $(torch_describe)"
+torch_installed=$(torch_build)  # what the requirements below must leave as it is
 
 # --- The requirements ----------------------------------------------------------------------------
 log "installing Python requirements"
@@ -151,8 +152,10 @@ if ! "$PY" -c "import llama_cpp, llama_cpp.server, sys; sys.exit(llama_cpp.__ver
   log "building llama-cpp-python $LLAMA_CPP_VERSION (several minutes the first time; pip caches the wheel)"
   CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip_install "llama-cpp-python[server]==$LLAMA_CPP_VERSION"
 fi
-[[ "$(torch_build)" == "$([[ $WANT_CUDA == 1 ]] && echo cuda || echo cpu)" ]] || [[ $WANT_CUDA == 1 ]] \
-  || die "a requirement replaced torch's CPU build: $(torch_describe)"
+# The build chosen above (the CPU one, or the CUDA one when asked for or when nothing else was reachable)
+# must survive the requirements: a dependency asking for another torch would swap GBs of wheels behind it.
+[[ "$(torch_build)" == "$torch_installed" ]] \
+  || die "a requirement replaced torch $TORCH_VERSION ($torch_installed build): now $(torch_describe)"
 
 # --- Test services and the browser ---------------------------------------------------------------------
 if ((WANT_TEST)); then
