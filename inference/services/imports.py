@@ -62,6 +62,13 @@ def _label_set_for(fmt: str, label_set: str | None) -> tuple[list[str], bool]:
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def _path_text(path: Path) -> str:
+    """Where a dataset came from, as storable text: a folder name that is not UTF-8 was a UnicodeEncodeError
+    at the insert, so its bytes are escaped; cut to the column (it is only shown, never opened)."""
+    text = str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text[:Dataset._meta.get_field("source_path").max_length]
+
+
 def _record_problem(record: SampleRecord) -> str | None:
     """Why the row cannot be stored, if it cannot: PostgreSQL takes no NUL byte and UTF-8 no unpaired
     surrogate (a JSONL "\\ud800", a file name that is not UTF-8). Checked per row, so the row is reported
@@ -119,7 +126,8 @@ def dataset_import(
         raise ImportFailed(f"dataset {name!r} already exists with format {existing.format!r}, not {fmt!r}")
     dataset, created_now = Dataset.objects.get_or_create(
         name=name,
-        defaults={"format": fmt, "source_path": str(source.resolve()), "label_set": labels, "multilabel": multilabel},
+        defaults={"format": fmt, "source_path": _path_text(source.resolve()), "label_set": labels,
+                  "multilabel": multilabel},
     )
     report = ImportReport(dataset=dataset)
     kwargs: dict = {"label_set": labels, "follow_symlinks": follow_symlinks}

@@ -219,6 +219,15 @@ def test_it_reports_a_file_name_that_is_not_utf8_in_a_class_folder(tmp_path) -> 
     str(error).encode("utf-8")  # printable by the command
 
 
+def test_it_imports_from_a_folder_whose_name_is_not_utf8(tmp_path) -> None:
+    # The dataset's source path could not be stored (UnicodeEncodeError), so nothing imported.
+    root = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), b"caf\xe9")))
+    _png(root / "happy" / "ok.png")
+    report = dataset_import(path=root, name="latin", fmt="folder")
+    assert report.created == 1 and report.errors == []
+    assert Dataset.objects.get().source_path.endswith("caf\\udce9")
+
+
 def test_it_leaves_no_empty_dataset_when_an_import_stops_on_an_unforeseen_error(tmp_path, monkeypatch) -> None:
     # The clean-up of a new dataset ran only after the loop, so an exception left an empty dataset behind.
     from inference.services import imports
