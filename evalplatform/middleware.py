@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 
 def policy_header(directives: dict[str, list[str]]) -> str:
@@ -31,3 +31,17 @@ class SecurityHeadersMiddleware:
         if self.permissions and "Permissions-Policy" not in response:
             response["Permissions-Policy"] = self.permissions
         return response
+
+
+class NulByteRefusalMiddleware:
+    """400 for a query string holding a NUL byte (`%00`): it is never meaningful here, and PostgreSQL
+    refuses it in any text comparison, so a view or an admin list filter that passed it to a query failed
+    with a DataError (HTTP 500). Form fields already refuse it (Django's CharField)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+            return HttpResponseBadRequest("A NUL byte is not allowed in a request.", content_type="text/plain")
+        return self.get_response(request)

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "evalplatform.middleware.SecurityHeadersMiddleware",
+    "evalplatform.middleware.NulByteRefusalMiddleware",  # after the headers, so its 400 carries them
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

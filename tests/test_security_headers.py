@@ -20,6 +20,16 @@ def test_it_sends_the_policy_and_headers_on_every_response(client: Client, path:
     assert response["Referrer-Policy"] == "same-origin"
 
 
+@pytest.mark.parametrize("query", ["status__exact=%00", "q=a%00b", "a%00=1"])
+def test_it_answers_a_nul_byte_in_the_query_string_with_400(admin_client: Client, query: str) -> None:
+    # An admin list filter passed it to PostgreSQL, which refused it: a DataError, HTTP 500.
+    response = admin_client.get(f"/admin/inference/batch/?{query}")
+    assert response.status_code == 400 and b"NUL byte" in response.content
+    assert "default-src 'self'" in response["Content-Security-Policy"]
+    assert Client().get("/?next=%00").status_code == 400
+    assert admin_client.get("/admin/inference/batch/?status__exact=queued").status_code == 200
+
+
 def test_it_keeps_a_policy_that_a_view_set_itself() -> None:
     from django.http import HttpResponse
     from django.test import RequestFactory
