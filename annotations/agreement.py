@@ -111,6 +111,7 @@ class CorrelationResult:
     resamples: int = 0
     undefined_resamples: int = 0
     reason: str = ""
+    interval: str = "percentile"  # Pearson: "bootstrap-t on Fisher's z" (as the report's), unless r is +-1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -537,7 +538,9 @@ def correlation_bootstrap(
     seed: int | None = None,
     chunk: int = 200,
 ) -> CorrelationResult:
-    """Correlation between paired per-item scores with a percentile bootstrap CI over items.
+    """Correlation between paired per-item scores with a bootstrap CI over items: for Pearson the report's
+    bootstrap-t on Fisher's z (annotations/metaeval.py; the percentile interval undercovers at ~100 items),
+    for Spearman and Kendall the percentile interval.
 
     All three are computed for a block of resamples at once: Pearson row-wise, Spearman as Pearson
     on per-row ranks, Kendall's tau-b from pair matrices weighted by draw counts (`_kendall_resampled`).
@@ -558,10 +561,13 @@ def correlation_bootstrap(
     r, p = _point_correlation(method, xa, ya)
     rng = np.random.default_rng(seed)
     boot = np.empty(resamples)
+    se_boot = np.empty(resamples)  # Pearson: each resample's influence-function standard error
     for start in range(0, resamples, chunk):
         stop = min(start + chunk, resamples)
         idx = rng.integers(0, n, size=(stop - start, n))
-        if method == "kendall":
+        if method == "pearson":
+            boot[start:stop], se_boot[start:stop] = _pearson_resampled(xa, ya, idx)
+        elif method == "kendall":
             boot[start:stop] = _kendall_resampled(xa, ya, idx)
         else:
             bx, by = xa[idx], ya[idx]
@@ -571,10 +577,30 @@ def correlation_bootstrap(
     valid = boot[~np.isnan(boot)]
     tail = (1.0 - confidence) / 2.0
     low, high = (np.quantile(valid, [tail, 1.0 - tail]) if len(valid) else (np.nan, np.nan))
+    interval = "percentile"
+    if method == "pearson":
+        from annotations.metaeval import _fisher_t_interval, _pearson_influence
+
+        influence = _pearson_influence(xa, ya)[1]
+        ci = _fisher_t_interval(r=float(r), se=math.sqrt(np.mean(influence**2) / n), samples=boot,
+                                se_samples=se_boot, confidence=confidence)
+        if ci is not None:
+            (low, high), interval = ci, "bootstrap-t on Fisher's z"
     return CorrelationResult(
         method=method, r=r, p_value=p, ci_low=_finite(low), ci_high=_finite(high), n=n, resamples=resamples,
-        undefined_resamples=int(resamples - len(valid)),
+        undefined_resamples=int(resamples - len(valid)), interval=interval,
     )
+
+
+def _pearson_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson's r and its influence-function standard error in each resample (rows of item indices)."""
+    from annotations.metaeval import _pearson_influence
+
+    n = idx.shape[1]
+    weights = np.bincount((idx + n * np.arange(len(idx))[:, None]).ravel(), minlength=len(idx) * n)
+    weights = weights.reshape(len(idx), n).astype(float)
+    r, influence = _pearson_influence(x, y, weights)
+    return r, np.sqrt((weights * influence**2).sum(axis=1) / n / n)
 
 
 def split_half(

@@ -387,3 +387,23 @@ def test_it_refuses_bootstrap_settings_that_could_only_crash(tmp_path, option: s
     args = ["--bootstrap", "10"] if option != "--bootstrap" else []
     with pytest.raises(CommandError, match=message):
         call_command("agreement", str(path), "--level", "interval", option, value, *args)
+
+
+def test_its_pearson_interval_holds_coverage_when_the_human_mean_has_unequal_noise() -> None:
+    # The human score is a mean over 1-5 raters per item, so its noise varies by item. In these 600 studies of
+    # 30 items the percentile interval covered the population r in 90.8 %; the bootstrap-t on Fisher's z (the
+    # report's) in 93.7 %.
+    rng = np.random.default_rng(11)
+
+    def study(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=n)
+        return x, 0.5 * x + rng.normal(size=n) / np.sqrt(rng.integers(1, 6, n))
+
+    truth = float(np.corrcoef(*study(1_000_000))[0, 1])
+    covered = []
+    for seed in range(600):
+        x, y = study(30)
+        result = A.correlation_bootstrap(x=x, y=y, method="pearson", resamples=400, seed=seed)
+        assert result.interval == "bootstrap-t on Fisher's z"
+        covered.append(result.ci_low <= truth <= result.ci_high)
+    assert 0.93 <= np.mean(covered) <= 0.98
