@@ -18,6 +18,8 @@ from inference.models import EMOTIC_LABELS
 from .base import ImportErrorRow, SampleRecord, emotic_scale, normalize_label, path_confine
 from .rows import csv_rows_read
 
+# No image a detector reads is this large (JPEG's limit is 65,535 px a side); a larger coordinate is a broken row.
+MAX_BOX_COORDINATE = 1_000_000
 CSV_COLUMNS = ["Folder", "Filename", "Image Size", "BBox", "Categorical_Labels", "Continuous_Labels", "Gender", "Age"]
 
 
@@ -27,6 +29,8 @@ def _box(raw: Any) -> list[int]:
         raise ValueError(f"body box must have 4 numbers, got {len(values)}")
     if not all(math.isfinite(v) for v in values):  # int(round(inf)) raised OverflowError
         raise ValueError(f"body box {values} holds a number that is not finite")
+    if any(abs(v) > MAX_BOX_COORDINATE for v in values):
+        raise ValueError(f"body box {values} has a coordinate beyond {MAX_BOX_COORDINATE:,} pixels")
     x1, y1, x2, y2 = values
     if x2 <= x1 or y2 <= y1:
         raise ValueError(f"body box {values} has zero or negative size")

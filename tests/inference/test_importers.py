@@ -142,17 +142,19 @@ def test_it_reports_emotic_csv_cells_of_the_wrong_shape_per_row(tmp_path) -> Non
         + "images,a.jpeg,\"[1280, 853]\",\"[5, 5, 60, 60]\",\"['Peace']\",\"[[5], 5, 5]\",Male,Adult\n"
         + "images,a.jpeg,\"[1280, 853]\",\"[6, 6, 60, 60]\",\"['Peace']\",\"{5, 6, 7}\",Male,Adult\n"
         + "images,a.jpeg,\"[1280, 853]\",\"[7, 7, 60, 60]\",\"['Peace']\",\"[True, 5, 5]\",Male,Adult\n"
+        + f"images,a.jpeg,\"[1280, 853]\",\"[0, 0, {2**70}, 8]\",\"['Peace']\",\"[5, 5, 5]\",Male,Adult\n"
     )
     report = dataset_import(path=csv_path, name="emotic", fmt="emotic")
     assert report.created == 1
     reasons = _reasons(report)
-    assert len(reasons) == 6
+    assert len(reasons) == 7
     assert "e.csv:3: column 'Categorical_Labels' is not a list literal: '5'" in reasons
     assert "e.csv:4: column 'Continuous_Labels' is not a list literal: 'None'" in reasons
     assert any(r.startswith("e.csv:5: body box") and "not finite" in r for r in reasons)
     assert "e.csv:6: column 'Continuous_Labels' must list numbers: '[[5], 5, 5]'" in reasons
     assert "e.csv:7: column 'Continuous_Labels' is not a list literal: '{5, 6, 7}'" in reasons
     assert "e.csv:8: column 'Continuous_Labels' must list numbers: '[True, 5, 5]'" in reasons
+    assert any(r.startswith("e.csv:9: body box") and "beyond 1,000,000 pixels" in r for r in reasons)
 
 
 def test_it_rejects_an_emotic_csv_without_the_required_columns(tmp_path) -> None:
