@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
+from django.http.multipartparser import MultiPartParserError
 
 
 def policy_header(directives: dict[str, list[str]]) -> str:
@@ -34,7 +35,7 @@ class SecurityHeadersMiddleware:
 
 
 class NulByteRefusalMiddleware:
-    """400 for a query string holding a NUL byte (`%00`): it is never meaningful here, and PostgreSQL
+    """400 for a query string or url-encoded form holding a NUL byte (`%00`): never meaningful here; PostgreSQL
     refuses it in any text comparison, so a view or an admin list filter that passed it to a query failed
     with a DataError (HTTP 500). Form fields already refuse it (Django's CharField)."""
 
@@ -42,6 +43,36 @@ class NulByteRefusalMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if any("\x00" in key or any("\x00" in value for value in values) for key, values in request.GET.lists()):
+        if _holds_nul(request.GET) or _holds_nul(_posted(request)):
             return HttpResponseBadRequest("A NUL byte is not allowed in a request.", content_type="text/plain")
+        return self.get_response(request)
+
+
+def _posted(request: HttpRequest) -> QueryDict:
+    """The POST's form fields (url-encoded or multipart; CsrfViewMiddleware reads them on every POST anyway),
+    empty for other requests and bodies; a malformed multipart body is left to the view, as before."""
+    if request.method != "POST":
+        return QueryDict()
+    try:
+        return request.POST
+    except MultiPartParserError:
+        return QueryDict()
+
+
+def _holds_nul(query: QueryDict) -> bool:
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in query.lists())
+
+
+class AdminSelectionMiddleware:
+    """400 for an admin bulk action whose selected rows are not ids: Django's admin filtered by them and
+    the action raised on the first non-integer (HTTP 500). Every model here has an integer primary key."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/admin/"):
+            selected = _posted(request).getlist("_selected_action")
+            if not all(value.isascii() and value.isdigit() and int(value) < 2**63 for value in selected):
+                return HttpResponseBadRequest("Selected rows must be given by their ids.", content_type="text/plain")
         return self.get_response(request)

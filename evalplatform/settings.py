@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "evalplatform.middleware.SecurityHeadersMiddleware",
     "evalplatform.middleware.NulByteRefusalMiddleware",  # after the headers, so its 400 carries them
+    "evalplatform.middleware.AdminSelectionMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
