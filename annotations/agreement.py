@@ -503,8 +503,7 @@ def _kendall_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndar
     concord = sign_x * sign_y
     tie_x = (sign_x == 0).astype(np.float32)
     tie_y = (sign_y == 0).astype(np.float32)
-    w = np.bincount((np.arange(rows)[:, None] * n + idx).ravel(), minlength=rows * n).reshape(rows, n)
-    w = w.astype(np.float32)
+    w = draw_counts(idx, dtype=np.float32)
     pairs = n * (n - 1) / 2
 
     def quad(matrix: np.ndarray) -> np.ndarray:
@@ -592,13 +591,19 @@ def correlation_bootstrap(
     )
 
 
+def draw_counts(idx: np.ndarray, dtype: type = float) -> np.ndarray:
+    """How often each of n items was drawn into each resample: rows of item indices (resamples, n) -> counts
+    of the same shape, so resampled statistics become weighted sums over the original items."""
+    rows, n = idx.shape
+    return np.bincount((idx + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n).reshape(rows, n).astype(dtype)
+
+
 def _pearson_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pearson's r and its influence-function standard error in each resample (rows of item indices)."""
     from annotations.metaeval import _pearson_influence
 
     n = idx.shape[1]
-    weights = np.bincount((idx + n * np.arange(len(idx))[:, None]).ravel(), minlength=len(idx) * n)
-    weights = weights.reshape(len(idx), n).astype(float)
+    weights = draw_counts(idx)
     r, influence = _pearson_influence(x, y, weights)
     return r, np.sqrt((weights * influence**2).sum(axis=1) / n / n)
 

@@ -274,8 +274,7 @@ def _boot_correlations(
     for start in range(0, resamples, chunk):
         stop = min(start + chunk, resamples)
         idx = rng.integers(0, n, size=(stop - start, n))
-        weights = np.bincount((idx + n * np.arange(stop - start)[:, None]).ravel(),
-                              minlength=(stop - start) * n).reshape(stop - start, n).astype(float)
+        weights = A.draw_counts(idx)
         total = np.full((stop - start, 1), float(n))
         human_ranks = _standardise(_resampled_ranks(weights, human_runs), weights, total)
         influence = []

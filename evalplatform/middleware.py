@@ -35,9 +35,9 @@ class SecurityHeadersMiddleware:
 
 
 class NulByteRefusalMiddleware:
-    """400 for a query string or url-encoded form holding a NUL byte (`%00`): never meaningful here; PostgreSQL
-    refuses it in any text comparison, so a view or an admin list filter that passed it to a query failed
-    with a DataError (HTTP 500). Form fields already refuse it (Django's CharField)."""
+    """400 for a query string or posted form fields (url-encoded or multipart) holding a NUL byte (`%00`):
+    never meaningful here; PostgreSQL refuses it in any text comparison, so a view or an admin list filter
+    that passed it to a query failed with a DataError (HTTP 500)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

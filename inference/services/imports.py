@@ -1,7 +1,6 @@
 """Dataset import: validate every row, store images by content hash, upsert samples."""
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from django.utils.text import slugify
 from inference.importers import FORMATS, ImportErrorRow, SampleRecord
 from inference.importers.base import ImageRejected, image_check
 from inference.models import BASIC_LABELS, EMOTIC_LABELS, Dataset, Sample
+from inference.text import text_storable
 
 LABEL_SETS = {"basic": BASIC_LABELS, "emotic": EMOTIC_LABELS}
 
@@ -59,9 +59,6 @@ def _label_set_for(fmt: str, label_set: str | None) -> tuple[list[str], bool]:
     return LABEL_SETS[key], key == "emotic"
 
 
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
 def _path_text(path: Path) -> str:
     """Where a dataset came from, as storable text: a folder name that is not UTF-8 was a UnicodeEncodeError
     at the insert, so its bytes are escaped; cut to the column (it is only shown, never opened)."""
@@ -78,7 +75,7 @@ def _record_problem(record: SampleRecord) -> str | None:
         return f"the sample id (image path) is {len(record.external_id)} characters long; at most {longest}"
     for what, texts in (("the image path", [record.external_id]), ("a label", record.labels),
                         ("a reference", record.references)):
-        if any(_UNSTORABLE.search(text) for text in texts):
+        if not all(text_storable(text) for text in texts):
             return f"{what} holds a NUL byte or is not valid UTF-8"
     return None
 

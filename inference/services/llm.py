@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -32,6 +31,7 @@ from inference.llm.prompts import (
 )
 from inference.llm.ratelimit import backoff_delay, rate_limiter_for
 from inference.models import Generation, LLMConfig, PromptTemplate, VAEstimate
+from inference.text import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +174,6 @@ def generation_request(*, va: VAEstimate, config: LLMConfig, prompt: PromptTempl
         schema=answer_schema(labels=labels, multilabel=prompt.multilabel) if categorize else None,
         temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed,
     )
-
-
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
-def storable_text(text: str) -> str:
-    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _outcome_fields(*, request: LLMRequest, outcome: CallOutcome) -> dict[str, Any]:
