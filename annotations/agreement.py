@@ -635,6 +635,10 @@ def split_half(
                                reason=f"only {n} item(s) have two or more ratings; need at least 3")
     rows = keep_units[inverse]
     inverse, vals = np.unique(inverse[rows], return_inverse=True)[1], vals[rows]
+    # Canonical order (by unit, then value) before the random splits: the result depends only on each
+    # unit's ratings, not on the order the database happened to return them in.
+    canonical = np.lexsort((vals, inverse))
+    inverse, vals = inverse[canonical], vals[canonical]
     count = np.bincount(inverse)
     starts = np.concatenate([[0], np.cumsum(count)[:-1]])
     rng = np.random.default_rng(seed)

@@ -644,8 +644,13 @@ def headline_text(*, result: dict[str, Any], labels: Mapping[str, str] | None = 
         ci_d = f" [{_f(runner['ci'][0])}, {_f(runner['ci'][1])}]" if runner["ci"] else ""
         verdict = ("agrees with humans better than" if runner["p_holm"] is not None and runner["p_holm"] < 0.05
                    else "is not clearly better than")
-        parts.append(f"{_short(labels.get(best, best))} {verdict} {_short(labels.get(runner['b'], runner['b']))} (Δρ = {_f(runner['delta'])}{ci_d}, Holm p "
-                     f"{_p(runner['p_holm'])})")
+        tests = len(result["comparisons"])
+        # The interval is the unadjusted one, so the unadjusted p goes with it; the verdict follows the Holm p
+        # (a 95 % interval can exclude 0 while the corrected p is above 0.05: both are shown, so it reads true).
+        holm = f"Holm p {_p(runner['p_holm'])} over {tests} tests" if tests > 1 else f"p {_p(runner['p_holm'])}"
+        raw = f"p {_p(runner['p'])}, " if tests > 1 else ""
+        parts.append(f"{_short(labels.get(best, best))} {verdict} {_short(labels.get(runner['b'], runner['b']))} "
+                     f"(Δρ = {_f(runner['delta'])}{ci_d}, {raw}{holm})")
     elif len(defined) > 1:
         parts.append("no comparison between metrics: too few items for a test")
     text = "; ".join(parts) + "."

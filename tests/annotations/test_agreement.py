@@ -245,6 +245,18 @@ def test_it_computes_a_split_half_ceiling_with_spearman_brown() -> None:
     assert result.spearman_brown > result.r_half
 
 
+def test_its_split_half_does_not_depend_on_the_order_the_ratings_come_in() -> None:
+    # The database returns a study's ratings in no fixed order; the same ratings must give the same report.
+    data = _reliable(7, units=40, raters=3, noise=0.8)
+    units = np.tile(np.arange(40), 3)
+    values = data.reshape(-1)
+    order = np.random.default_rng(3).permutation(len(values))
+    for method in ("pearson", "spearman"):
+        first = A.split_half(units=units, values=values, method=method, seed=5)
+        shuffled = A.split_half(units=units[order], values=values[order], method=method, seed=5)
+        assert shuffled.r_half == pytest.approx(first.r_half, abs=1e-12)
+
+
 def test_it_reports_split_half_undefined_with_one_rater_per_item() -> None:
     result = A.split_half(units=[1, 2, 3, 4], values=[1, 2, 3, 4], seed=1)
     assert result.r_half is None and "two or more ratings" in result.reason

@@ -128,6 +128,21 @@ def test_it_finds_the_better_metric_with_a_paired_difference_and_says_so() -> No
     assert "znorm" in result["metrics"]["word"]
 
 
+def test_its_headline_shows_the_p_that_goes_with_the_interval_and_the_corrected_one_it_decides_by() -> None:
+    # A 95 % interval that excludes 0 (raw p 0.03) with a Holm p above 0.05 must not read as a contradiction:
+    # the headline says "not clearly better" and gives both p-values and how many tests were corrected.
+    units, raters, values, scores, _ = _study()
+    result = M.metaeval_compute(units=units, raters=raters, values=values, scores=scores, resamples=100, seed=1)
+    rho = next(c for c in result["comparisons"] if c["method"] == "spearman")
+    rho.update(delta=0.41, ci=[0.02, 0.8], p=0.03, p_holm=0.06)
+    text = M.headline_text(result=result)
+    assert "sentence is not clearly better than word (Δρ = 0.41 [0.02, 0.80], p = 0.030, Holm p = 0.060 over " \
+        f"{len(result['comparisons'])} tests)" in text
+    rho.update(p=0.004, p_holm=0.008)
+    assert "sentence agrees with humans better than word (Δρ = 0.41 [0.02, 0.80], p = 0.004, Holm p = 0.008" \
+        in M.headline_text(result=result)
+
+
 def test_it_shows_identical_checkpoints_once_with_both_names() -> None:
     units, raters, values, scores, _ = _study()
     scores["bert"] = dict(scores["sentence"])
