@@ -124,17 +124,21 @@ if ((WANT_CUDA)); then
     pip_install "torch==$TORCH_VERSION"
   fi
 elif [[ $build != cpu ]]; then
-  [[ $build == cuda ]] && log "torch is a CUDA build: replacing it with the CPU build (TORCH_CUDA=1 keeps it)"
   CPU_INDEX=https://download.pytorch.org/whl/cpu
+  replacing=""
+  [[ $build == cuda ]] && replacing=" (replacing the CUDA build; TORCH_CUDA=1 keeps it)"
   # 1. a local CPU wheel (pip's find-links, e.g. a wheel directory on this machine); PyPI has no "+cpu"
   #    version, so nothing else can match.
   if pip_install "torch==$TORCH_VERSION+cpu" 2>/dev/null; then
-    :
+    log "installed torch==$TORCH_VERSION+cpu from a local wheel$replacing"
   # 2. PyTorch's CPU wheel index.
   elif url_reachable "$CPU_INDEX/torch/"; then
-    log "installing torch==$TORCH_VERSION+cpu from $CPU_INDEX"
+    log "installing torch==$TORCH_VERSION+cpu from $CPU_INDEX$replacing"
     pip_install "torch==$TORCH_VERSION+cpu" --index-url "$CPU_INDEX" --extra-index-url https://pypi.org/simple
-  # 3. the plain registry: on Linux x86_64 that is the CUDA build; say so.
+  # 3. nothing better to be had: keep the CUDA build an earlier run installed, and say why.
+  elif [[ $build == cuda ]]; then
+    log "keeping torch's CUDA build: $CPU_INDEX is unreachable and no local CPU wheel was found"
+  # 4. the plain registry: on Linux x86_64 that is the CUDA build; say so.
   else
     log "WARNING: $CPU_INDEX is unreachable and no local CPU wheel was found: installing torch==$TORCH_VERSION from the package index, which on Linux x86_64 is the CUDA build (several GB)"
     pip_install "torch==$TORCH_VERSION"
