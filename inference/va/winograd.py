@@ -1,0 +1,412 @@
+"""FaceChannel fp32 inference with Winograd F(4x4, 3x3) convolutions: fewer arithmetic operations.
+
+ONNX Runtime runs the port at the CPU's matrix-product rate (benchmarks/va_throughput.py), so only doing
+fewer operations makes it faster. Winograd's F(4x4, 3x3) computes a 4x4 output tile of a 3x3 convolution
+from a 6x6 input tile with 36 multiplications per (input, output) channel pair instead of 144; per layer:
+- input transform (numba, channels innermost): the padded NHWC activations -> V (36, tiles, C);
+- 36 matrix products M[p] = V[p] @ U[p], U (36, C, K) the weights transformed once at load (BatchNorm
+  folded in); conv10 and conv10_inhibition share their input, so they are one product with K = 512;
+- output transform (numba): M -> 4x4 tiles, plus bias, ReLU, and where the layer is followed by 2x2 max
+  pooling the pooling (2x2 windows lie inside a 4x4 tile), or the shunting inhibition
+  relu(conv10) / (0.5 + relu(conv10_inhibition)) and its pooling; written into the next layer's zero-bordered
+  buffer, so padding costs nothing.
+The first convolution (one input channel) is direct. Activations stay channels-last (NHWC); the dense layer's
+rows are permuted to that order at load.
+
+Threads: no numba parallelism (its default workqueue threading layer aborts when two threads call a parallel
+function at once, and the VA pipeline calls the model from worker threads). Instead the batch is split
+between `threads` worker threads of this model's own pool; the numba kernels release the GIL (nogil) and
+each worker's matrix products run single-threaded, so the workers do not contend; concurrent forward()
+calls queue on that pool. Each worker keeps its own scratch buffers (thread-local).
+
+Accuracy: F(4x4, 3x3) in float32 differs from direct convolution by a few 1e-6 relative; the outputs differ
+from the eager port by ~1e-5 at most (tests/inference/test_winograd.py bounds it by 1e-4).
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+try:  # numba is a requirement, but the ONNX Runtime model remains when it cannot be imported
+    import numba
+    from numba import njit
+except ImportError as _exc:  # pragma: no cover - exercised by monkeypatching in the tests
+    numba = None
+    NUMBA_ERROR: str | None = f"numba cannot be imported ({_exc})"
+else:
+    NUMBA_ERROR = None
+
+# Winograd F(4x4, 3x3) (Lavin & Gray 2016): Y = A^T [(G g G^T) * (B^T d B)] A.
+BT = np.array([[4, 0, -5, 0, 1, 0],
+               [0, -4, -4, 1, 1, 0],
+               [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0],
+               [0, 2, -1, -2, 1, 0],
+               [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+G = np.array([[1 / 4, 0, 0],
+              [-1 / 6, -1 / 6, -1 / 6],
+              [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6],
+              [0, 0, 1]], dtype=np.float64)
+AT = np.array([[1, 1, 1, 1, 1, 0],
+               [0, 1, -1, 2, -2, 0],
+               [0, 1, 1, 4, 4, 0],
+               [0, 1, -1, 8, -8, 1]], dtype=np.float64)
+
+PLAIN, POOL, SHUNT_POOL = 0, 1, 2  # output transform modes
+TARGET_TILES = 256  # tiles per matrix product: enough rows for the GEMM, small enough to stay in cache
+
+_F2, _F4, _F5, _F8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
+_ZERO = np.float32(0)
+
+
+if numba is not None:
+    # Compiled on first call, cached on disk (numba falls back to a user cache directory where the package's
+    # __pycache__ is not writable; NUMBA_CACHE_DIR overrides both).
+    _jit = njit(fastmath=True, cache=True, nogil=True, error_model="numpy", boundscheck=False)
+else:  # pragma: no cover
+    def _jit(function: Any) -> Any:
+        return function
+
+
+@_jit
+def conv1_direct(x, w, b, y):  # pragma: no cover - numba-compiled
+    # x (N, H+2, W+2) padded gray; w (3, 3, K); b (K); y (N, H+2, W+2, K) padded: relu(conv + b).
+    n_images, hp, wp = x.shape
+    k_out = w.shape[2]
+    for n in range(n_images):
+        for i in range(hp - 2):
+            for j in range(wp - 2):
+                x00 = x[n, i, j]
+                x01 = x[n, i, j + 1]
+                x02 = x[n, i, j + 2]
+                x10 = x[n, i + 1, j]
+                x11 = x[n, i + 1, j + 1]
+                x12 = x[n, i + 1, j + 2]
+                x20 = x[n, i + 2, j]
+                x21 = x[n, i + 2, j + 1]
+                x22 = x[n, i + 2, j + 2]
+                for k in range(k_out):
+                    acc = (b[k] + x00 * w[0, 0, k] + x01 * w[0, 1, k] + x02 * w[0, 2, k]
+                           + x10 * w[1, 0, k] + x11 * w[1, 1, k] + x12 * w[1, 2, k]
+                           + x20 * w[2, 0, k] + x21 * w[2, 1, k] + x22 * w[2, 2, k])
+                    y[n, i + 1, j + 1, k] = max(acc, _ZERO)
+
+@_jit
+def input_transform(x, v, tmp):  # pragma: no cover - numba-compiled
+    # x (N, H+2, W+2, C) zero-bordered; v (36, N*(H/4)*(W/4), C); tmp (6, 6, C) scratch.
+    n_images, hp, wp, channels = x.shape
+    th = (hp - 2) // 4
+    tw = (wp - 2) // 4
+    for n in range(n_images):
+        for ty in range(th):
+            for tx in range(tw):
+                t = (n * th + ty) * tw + tx
+                y0 = 4 * ty
+                x0 = 4 * tx
+                for i in range(6):  # B^T along each row of the 6x6 tile
+                    for c in range(channels):
+                        d0 = x[n, y0 + i, x0, c]
+                        d1 = x[n, y0 + i, x0 + 1, c]
+                        d2 = x[n, y0 + i, x0 + 2, c]
+                        d3 = x[n, y0 + i, x0 + 3, c]
+                        d4 = x[n, y0 + i, x0 + 4, c]
+                        d5 = x[n, y0 + i, x0 + 5, c]
+                        tmp[i, 0, c] = _F4 * d0 - _F5 * d2 + d4
+                        tmp[i, 1, c] = -_F4 * (d1 + d2) + d3 + d4
+                        tmp[i, 2, c] = _F4 * (d1 - d2) - d3 + d4
+                        tmp[i, 3, c] = _F2 * (d3 - d1) - d2 + d4
+                        tmp[i, 4, c] = _F2 * (d1 - d3) - d2 + d4
+                        tmp[i, 5, c] = _F4 * d1 - _F5 * d3 + d5
+                for j in range(6):  # then down each column
+                    for c in range(channels):
+                        d0 = tmp[0, j, c]
+                        d1 = tmp[1, j, c]
+                        d2 = tmp[2, j, c]
+                        d3 = tmp[3, j, c]
+                        d4 = tmp[4, j, c]
+                        d5 = tmp[5, j, c]
+                        v[j, t, c] = _F4 * d0 - _F5 * d2 + d4
+                        v[6 + j, t, c] = -_F4 * (d1 + d2) + d3 + d4
+                        v[12 + j, t, c] = _F4 * (d1 - d2) - d3 + d4
+                        v[18 + j, t, c] = _F2 * (d3 - d1) - d2 + d4
+                        v[24 + j, t, c] = _F2 * (d1 - d3) - d2 + d4
+                        v[30 + j, t, c] = _F4 * d1 - _F5 * d3 + d5
+
+@_jit
+def output_transform(m, b, y, tmp, out, mode, decay):  # pragma: no cover - numba-compiled
+    # m (36, N*th*tw, K); b (K); tmp (6, 4, K), out (4, 4, K) scratch. y: PLAIN (N, 4th+2, 4tw+2, K)
+    # zero-bordered; POOL (N, 2th+2, 2tw+2, K) zero-bordered; SHUNT_POOL (N, 2th, 2tw, K/2).
+    k_all = m.shape[2]
+    if mode == 2:
+        n_images = y.shape[0]
+        th = y.shape[1] // 2
+        tw = y.shape[2] // 2
+    elif mode == 1:
+        n_images = y.shape[0]
+        th = (y.shape[1] - 2) // 2
+        tw = (y.shape[2] - 2) // 2
+    else:
+        n_images = y.shape[0]
+        th = (y.shape[1] - 2) // 4
+        tw = (y.shape[2] - 2) // 4
+    half = k_all // 2
+    for n in range(n_images):
+        for ty in range(th):
+            for tx in range(tw):
+                t = (n * th + ty) * tw + tx
+                for i in range(6):  # A^T along each row of the 6x6 product tile
+                    p = 6 * i
+                    for k in range(k_all):
+                        m0 = m[p, t, k]
+                        m1 = m[p + 1, t, k]
+                        m2 = m[p + 2, t, k]
+                        m3 = m[p + 3, t, k]
+                        m4 = m[p + 4, t, k]
+                        m5 = m[p + 5, t, k]
+                        s12 = m1 + m2
+                        d12 = m1 - m2
+                        s34 = m3 + m4
+                        d34 = m3 - m4
+                        tmp[i, 0, k] = m0 + s12 + s34
+                        tmp[i, 1, k] = d12 + _F2 * d34
+                        tmp[i, 2, k] = s12 + _F4 * s34
+                        tmp[i, 3, k] = d12 + _F8 * d34 + m5
+                for j in range(4):  # then down each column, plus the bias
+                    for k in range(k_all):
+                        m0 = tmp[0, j, k]
+                        m1 = tmp[1, j, k]
+                        m2 = tmp[2, j, k]
+                        m3 = tmp[3, j, k]
+                        m4 = tmp[4, j, k]
+                        m5 = tmp[5, j, k]
+                        s12 = m1 + m2
+                        d12 = m1 - m2
+                        s34 = m3 + m4
+                        d34 = m3 - m4
+                        bias = b[k]
+                        out[0, j, k] = m0 + s12 + s34 + bias
+                        out[1, j, k] = d12 + _F2 * d34 + bias
+                        out[2, j, k] = s12 + _F4 * s34 + bias
+                        out[3, j, k] = d12 + _F8 * d34 + m5 + bias
+                if mode == 0:
+                    for r in range(4):
+                        for j in range(4):
+                            for k in range(k_all):
+                                y[n, 1 + 4 * ty + r, 1 + 4 * tx + j, k] = max(out[r, j, k], _ZERO)
+                elif mode == 1:
+                    for r in range(2):
+                        for j in range(2):
+                            for k in range(k_all):
+                                a = max(out[2 * r, 2 * j, k], out[2 * r, 2 * j + 1, k])
+                                c = max(out[2 * r + 1, 2 * j, k], out[2 * r + 1, 2 * j + 1, k])
+                                y[n, 1 + 2 * ty + r, 1 + 2 * tx + j, k] = max(max(a, c), _ZERO)
+                else:
+                    for r in range(2):
+                        for j in range(2):
+                            for k in range(half):
+                                best = _ZERO
+                                for u in range(2):
+                                    for w in range(2):
+                                        num = max(out[2 * r + u, 2 * j + w, k], _ZERO)
+                                        den = decay + max(out[2 * r + u, 2 * j + w, half + k], _ZERO)
+                                        best = max(best, num / den)
+                                y[n, 2 * ty + r, 2 * tx + j, k] = best
+
+
+
+_compiled: dict[str, Any] = {}
+_compile_lock = threading.Lock()
+
+
+def kernels() -> dict[str, Any]:
+    if NUMBA_ERROR is not None:
+        raise RuntimeError(NUMBA_ERROR)
+    with _compile_lock:
+        if not _compiled:
+            _compiled.update(conv1_direct=conv1_direct, input_transform=input_transform,
+                             output_transform=output_transform)
+    return _compiled
+
+
+def winograd_weights(weight: np.ndarray) -> np.ndarray:
+    """(K, C, 3, 3) convolution weights -> U (36, C, K) = G g G^T per (C, K), float32 (computed in float64)."""
+    u = np.einsum("ai,kcij,bj->abck", G, weight.astype(np.float64), G)
+    return np.ascontiguousarray(u.reshape(36, weight.shape[1], weight.shape[0]), dtype=np.float32)
+
+
+def _fold(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
+    weight = conv.weight.detach().double().numpy()
+    bias = conv.bias.detach().double().numpy()
+    if norm is not None:
+        scale = norm.weight.detach().double().numpy() / np.sqrt(norm.running_var.detach().double().numpy() + norm.eps)
+        weight = weight * scale[:, None, None, None]
+        bias = (bias - norm.running_mean.detach().double().numpy()) * scale + norm.bias.detach().double().numpy()
+    return weight, bias
+
+
+class _Layer:
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, size: int, mode: int) -> None:
+        self.u = winograd_weights(weight)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
+        self.channels, self.filters = self.u.shape[1], self.u.shape[2]
+        self.size = size  # input height = width
+        self.mode = mode
+        self.tiles = (size // 4) ** 2  # per image
+
+    def out_shape(self, n: int) -> tuple[int, ...]:
+        if self.mode == PLAIN:
+            return (n, self.size + 2, self.size + 2, self.filters)
+        if self.mode == POOL:
+            return (n, self.size // 2 + 2, self.size // 2 + 2, self.filters)
+        return (n, self.size // 2, self.size // 2, self.filters // 2)
+
+
+class WinogradFaceChannel(nn.Module):
+    """The port's network with Winograd convolutions, called like it: (N, 1, 64, 64) -> (N, 2)."""
+
+    def __init__(self, port: Any, *, threads: int | None = None, gemm: str = "ort") -> None:
+        super().__init__()
+        from inference.va.facechannel import INPUT_SIZE, POOL_AFTER
+
+        self._k = kernels()
+        port = port.eval()
+        with torch.no_grad():
+            w1, b1 = _fold(port.convs[0], port.norms[0])
+            self.w1 = np.ascontiguousarray(w1[:, 0].transpose(1, 2, 0), dtype=np.float32)  # (3, 3, K)
+            self.b1 = b1.astype(np.float32)
+            self.layers: list[_Layer] = []
+            size = INPUT_SIZE
+            for i in range(1, len(port.convs)):
+                weight, bias = _fold(port.convs[i], port.norms[i])
+                pool = i in POOL_AFTER
+                self.layers.append(_Layer(weight, bias, size, POOL if pool else PLAIN))
+                size //= 2 if pool else 1
+            w10, b10 = _fold(port.conv10, None)
+            wi, bi = _fold(port.conv10_inhibition, None)
+            self.layers.append(_Layer(np.concatenate([w10, wi]), np.concatenate([b10, bi]), size, SHUNT_POOL))
+            self.decay = np.float32(port.inhibition_decay)
+            side = size // 2
+            channels = w10.shape[0]
+            dense = port.dense.weight.detach().numpy()  # (200, C*H*W) in (C, H, W) order -> (H, W, C) rows
+            self.dense_w = torch.from_numpy(np.ascontiguousarray(
+                dense.reshape(-1, channels, side, side).transpose(0, 2, 3, 1).reshape(dense.shape[0], -1)))
+            self.dense_b = port.dense.bias.detach().clone()
+            self.heads_w = torch.cat([port.arousal.weight, port.valence.weight]).detach().clone()  # (2, 200)
+            self.heads_b = torch.cat([port.arousal.bias, port.valence.bias]).detach().clone()
+        self.input_size = INPUT_SIZE
+        self.threads = max(1, threads or torch.get_num_threads())
+        self.gemm = gemm
+        self._sessions = [_matmul_session(layer.u) for layer in self.layers] if gemm == "ort" else []
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="winograd") if self.threads > 1 else None
+        self._local = threading.local()
+        self.runtime = f"winograd F(4x4,3x3), numba {numba.__version__}, {gemm} matmul"
+
+    # -- one worker's share of the batch --------------------------------------------------------------------
+    def _scratch(self, n: int) -> dict[str, Any]:
+        """This thread's scratch arrays for n images (zero borders are never written, so they stay zero)."""
+        cache = getattr(self._local, "buffers", None)
+        if cache is None:
+            cache = self._local.buffers = {}
+        if n not in cache:
+            size = self.input_size
+            acts = [np.zeros((n, size + 2, size + 2), np.float32),
+                    np.zeros((n, size + 2, size + 2, self.w1.shape[2]), np.float32)]
+            for layer in self.layers:
+                acts.append(np.zeros(layer.out_shape(n), np.float32))
+            widest_c = max(layer.channels for layer in self.layers)
+            widest_k = max(layer.filters for layer in self.layers)
+            rows = max(self._chunk(layer, n) * layer.tiles for layer in self.layers)
+            cache[n] = {"acts": acts, "v": np.empty(36 * rows * widest_c, np.float32),
+                        "m": np.empty(36 * rows * widest_k, np.float32),
+                        "tmp_in": np.empty((6, 6, widest_c), np.float32),
+                        "tmp_out": np.empty((6, 4, widest_k), np.float32),
+                        "out": np.empty((4, 4, widest_k), np.float32)}
+        return cache[n]
+
+    @staticmethod
+    def _chunk(layer: _Layer, n: int) -> int:
+        return max(1, min(n, TARGET_TILES // layer.tiles))
+
+    def _matmul(self, index: int, v: np.ndarray, m: np.ndarray) -> None:
+        """m[p] = v[p] @ u[p] for the 36 positions, single-threaded on this worker thread."""
+        if self.gemm == "numpy":  # OpenBLAS: its thread count is process-wide (the probe limits it to 1)
+            np.matmul(v, self.layers[index].u, out=m)
+            return
+        session = self._sessions[index]  # one intra-op thread: concurrent runs execute on the callers' threads
+        binding = session.io_binding()
+        binding.bind_cpu_input("v", v)
+        binding.bind_output("m", "cpu", 0, np.float32, list(m.shape), m.ctypes.data)
+        session.run_with_iobinding(binding)
+
+    def _features(self, faces: np.ndarray) -> np.ndarray:
+        """(n, 64, 64) -> (n, 4096) features in (H, W, C) order, on the calling thread."""
+        n = len(faces)
+        buf = self._scratch(n)
+        acts = buf["acts"]
+        acts[0][:, 1:-1, 1:-1] = faces
+        k = self._k
+        k["conv1_direct"](acts[0], self.w1, self.b1, acts[1])
+        for index, layer in enumerate(self.layers):
+            x, y = acts[index + 1], acts[index + 2]
+            chunk = self._chunk(layer, n)
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                rows = (stop - start) * layer.tiles
+                v = buf["v"][:36 * rows * layer.channels].reshape(36, rows, layer.channels)
+                m = buf["m"][:36 * rows * layer.filters].reshape(36, rows, layer.filters)
+                k["input_transform"](x[start:stop], v, buf["tmp_in"])
+                self._matmul(index, v, m)
+                k["output_transform"](m, layer.bias, y[start:stop], buf["tmp_out"], buf["out"], layer.mode, self.decay)
+        return acts[-1].reshape(n, -1).copy()
+
+    def _head(self, features: np.ndarray) -> torch.Tensor:
+        # torch, not numpy: numpy's OpenBLAS threads spin after each call and would take the cores from the
+        # workers (measured: -35 % throughput); torch's honour OMP_WAIT_POLICY=PASSIVE.
+        with torch.inference_mode():
+            hidden = torch.relu(torch.nn.functional.linear(torch.from_numpy(features), self.dense_w, self.dense_b))
+            return torch.tanh(torch.nn.functional.linear(hidden, self.heads_w, self.heads_b))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        faces = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+        if faces.ndim != 4 or faces.shape[1:] != (1, self.input_size, self.input_size):
+            raise ValueError(f"expected (N, 1, {self.input_size}, {self.input_size}) faces, got {faces.shape}")
+        faces = faces[:, 0]
+        n = len(faces)
+        if n == 0:
+            return torch.zeros((0, 2), dtype=torch.float32)
+        parts = min(self.threads, n)
+        if parts == 1 or self._pool is None:
+            features = self._features(faces)
+        else:
+            bounds = np.linspace(0, n, parts + 1).round().astype(int)
+            futures = [self._pool.submit(self._features, faces[a:b]) for a, b in zip(bounds[:-1], bounds[1:],
+                                                                                      strict=True)]
+            features = np.concatenate([f.result() for f in futures])
+        return self._head(features)
+
+    @classmethod
+    def from_port(cls, port: Any, *, threads: int | None = None, gemm: str = "ort") -> WinogradFaceChannel:
+        return cls(port, threads=threads, gemm=gemm)
+
+
+def _matmul_session(u: np.ndarray) -> Any:
+    """An ONNX Runtime session (one intra-op thread, MLAS) computing m = v @ u for v (36, rows, C)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from inference.runtime import ort_session
+
+    positions, channels, filters = u.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["v", "u"], ["m"])], "winograd_matmul",
+        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [positions, "rows", channels])],
+        [helper.make_tensor_value_info("m", TensorProto.FLOAT, [positions, "rows", filters])],
+        initializer=[numpy_helper.from_array(u, "u")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return ort_session(model.SerializeToString(), threads=1, what="Winograd matrix product")
