@@ -5,12 +5,13 @@
 1. Model (synthetic-weights fixture: same architecture and cost as the real DimensionalFaceChannel.h5,
    which cannot be downloaded here), images/s: a naive loop (eager port, one image per forward,
    autograd on), batch 1, the eager port at batch 32, the previous TorchScript/oneDNN model at batch 32,
-   the fp32 inference model (ONNX Runtime) at batch 32, the opt-in
-   int8 model at batch 32 (calibrated on the sample faces), and the max |dVA| of int8 against fp32 on
+   the fp32 inference model (what facechannel_optimize returns: Winograd convolutions under the default
+   FACECHANNEL_FP32_KERNEL=auto, inference/va/winograd.py) and the ONNX Runtime fp32 model (the previous
+   one) at batch 32, the opt-in int8 model at batch 32 (calibrated on the sample faces), and the max |dVA| of int8 against fp32 on
    the fixture and on the sample faces. Then the same network in Keras on TensorFlow 2.15
    (benchmarks/peers/keras_facechannel.py in its own venv; its outputs are checked against the
-   fixture first): predict() and tf.function at batch 1 and 32. Our fp32 model is timed before and
-   after the peer, and the mean is compared with it. Both are also put as GFLOP/s (the network's 1.25
+   fixture first): predict() and tf.function at batch 1 and 32. Our fp32 models are timed before and
+   after the peer, and the means are compared with it. Both are also put as GFLOP/s (the network's 1.25
    GFLOP per face, counted from its layers) against this CPU's float32 matrix-product rate in the same
    run (also the mean of before and after the peer; only meaningful on an idle machine): a model near that rate can only get faster by doing fewer operations.
 2. Stage: decode + detect (YuNet) + crop/preprocess + model on the sample faces. Naive: per image,
@@ -120,13 +121,14 @@ def bench_model(seconds: float, threads: int) -> dict[str, float]:
     import numpy as np
     import torch
 
-    from inference.va.facechannel import facechannel_load, facechannel_torchscript
+    from inference.va.facechannel import OnnxFaceChannel, facechannel_load, facechannel_torchscript
     from inference.va.quantize import calibration_faces, max_deviation
 
     loaded = facechannel_load(precision="fp32")
     int8 = facechannel_load(precision="int8")  # calibrated on the sample faces (the default set)
     model, port = loaded.model, loaded.port  # optimised inference model / eager port as `load` built it
     torchscript = facechannel_torchscript(port)
+    ort = model if isinstance(model, OnnxFaceChannel) else OnnxFaceChannel.from_port(port, threads=threads)
     faces = np.load(FIXTURE / "inputs_9x1x64x64_float32.npy")
     batch32 = torch.from_numpy(np.concatenate([faces] * 4)[:32])
     single = [torch.from_numpy(face[None]) for face in faces]
@@ -157,13 +159,15 @@ def bench_model(seconds: float, threads: int) -> dict[str, float]:
     sample_faces, _ = calibration_faces()
     return {"naive": _rate(naive, seconds), "batch1": _rate(batch1, seconds),
             "port32": _rate(port_batched, seconds), "torchscript32": _rate(batched(torchscript), seconds),
-            "batch32": _rate(batched(model), seconds),
+            "batch32": _rate(batched(model), seconds), "ort32": _rate(batched(ort), seconds),
+            "kernel": getattr(model, "runtime", type(model).__name__),
             "int8_32": _rate(batched(int8.model), seconds),
             "flops": model_flops(port), "gemm": gemm_rate(seconds, threads),
             "gemm_again": lambda: gemm_rate(seconds, threads),
             "int8_dev_fixture": max_deviation(port, int8.model, faces),
             "int8_dev_samples": max_deviation(port, int8.model, sample_faces),
-            "fp32_again": lambda: _rate(batched(model), seconds), "int8_again": lambda: _rate(batched(int8.model), seconds)}
+            "fp32_again": lambda: _rate(batched(model), seconds), "ort_again": lambda: _rate(batched(ort), seconds),
+            "int8_again": lambda: _rate(batched(int8.model), seconds)}
 
 
 def bench_keras(seconds: float, threads: int) -> dict | str:
@@ -286,6 +290,7 @@ def main() -> None:
     model = bench_model(args.seconds, args.threads)
     keras = "skipped: --no-peers" if args.no_peers else bench_keras(args.seconds, args.threads)
     fp32 = (model["batch32"] + model.pop("fp32_again")()) / 2  # before and after the peer ran
+    ort = (model["ort32"] + model.pop("ort_again")()) / 2
     int8 = (model["int8_32"] + model.pop("int8_again")()) / 2
     gemm_again = model.pop("gemm_again")()
     model["gemm"] = ((model["gemm"][0] + gemm_again[0]) / 2, model["gemm"][1])  # the yardstick, timed alike
@@ -294,9 +299,11 @@ def main() -> None:
     print(f"model  batch 32, eager port  : {model['port32']:8.1f} images/s  ({model['port32'] / model['naive']:.2f}x naive)")
     print(f"model  batch 32, TorchScript : {model['torchscript32']:8.1f} images/s  (the previous fp32 model)")
     print(f"model  batch 32, fp32        : {fp32:8.1f} images/s  ({fp32 / model['naive']:.2f}x naive, "
-          f"{fp32 / model['torchscript32']:.2f}x TorchScript; ONNX Runtime; mean of before and after the peer)")
-    print(f"model  batch 32, int8        : {int8:8.1f} images/s  ({int8 / fp32:.2f}x fp32; goal >= 1.6x: "
-          f"{_goal(int8 / fp32 >= 1.6)})")
+          f"{fp32 / model['torchscript32']:.2f}x TorchScript, {fp32 / ort:.2f}x ONNX Runtime; {model['kernel']}; "
+          "mean of before and after the peer)")
+    print(f"model  batch 32, fp32 ONNX RT: {ort:8.1f} images/s  (the previous fp32 model; FACECHANNEL_FP32_KERNEL=onnx)")
+    print(f"model  batch 32, int8        : {int8:8.1f} images/s  ({int8 / ort:.2f}x fp32 on ONNX Runtime; goal >= 1.6x: "
+          f"{_goal(int8 / ort >= 1.6)}; {int8 / fp32:.2f}x the fp32 model)")
     worst = max(model["int8_dev_fixture"], model["int8_dev_samples"])
     print(f"model  int8 max |dVA| vs fp32: fixture {model['int8_dev_fixture']:.4f}, sample faces "
           f"{model['int8_dev_samples']:.4f} (goal <= 0.02: {_goal(worst <= 0.02)})")
@@ -309,11 +316,14 @@ def main() -> None:
         print(f"keras  tf.function batch 1 / 32  : {keras['function_b1']:6.1f} / {keras['function_b32']:6.1f} images/s")
         ratio = fp32 / keras["function_b32"]
         gflop, (gemm, which) = model["flops"] / 1e9, model["gemm"]
-        print(f"       {gflop:.2f} GFLOP per face; this CPU's float32 matrix product (2048^3, {which}) "
-              f"{gemm:.0f} GFLOP/s: fp32 runs at {fp32 * gflop:.0f} GFLOP/s = {100 * fp32 * gflop / gemm:.0f} %, "
-              f"tf.function at {keras['function_b32'] * gflop:.0f} = {100 * keras['function_b32'] * gflop / gemm:.0f} % of it")
+        print(f"       {gflop:.2f} GFLOP per face (direct convolution); this CPU's float32 matrix product (2048^3, "
+              f"{which}) {gemm:.0f} GFLOP/s: fp32 runs at {fp32 * gflop:.0f} GFLOP/s = {100 * fp32 * gflop / gemm:.0f} % "
+              f"(Winograd does fewer operations, so it can exceed 100 %), ONNX Runtime at {ort * gflop:.0f} = "
+              f"{100 * ort * gflop / gemm:.0f} %, tf.function at {keras['function_b32'] * gflop:.0f} = "
+              f"{100 * keras['function_b32'] * gflop / gemm:.0f} % of it")
         print(f"ours vs keras, batch 32: fp32 {fp32:.1f} vs tf.function {keras['function_b32']:.1f} = {ratio:.2f}x "
-              f"(goal >= 1.3x: {_goal(ratio >= 1.3)}); int8 {int8 / keras['function_b32']:.2f}x")
+              f"(goal >= 1.3x: {_goal(ratio >= 1.3)}; {model['kernel']}); fp32 on ONNX Runtime "
+              f"{ort / keras['function_b32']:.2f}x; int8 {int8 / keras['function_b32']:.2f}x")
     if args.no_stage:
         return
     stage = bench_stage(args.seconds, args.images)

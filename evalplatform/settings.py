@@ -276,6 +276,9 @@ FACE_MIN_SIZE = env_int("FACE_MIN_SIZE", 24)
 FACECHANNEL_PRECISION = env_str("FACECHANNEL_PRECISION", "fp32")
 FACECHANNEL_INT8_CALIBRATION = env_str("FACECHANNEL_INT8_CALIBRATION", "")  # folder of face images; empty: samples
 FACECHANNEL_INT8_MAX_DEVIATION = env_float("FACECHANNEL_INT8_MAX_DEVIATION", 0.02)
+# fp32 kernel: auto (Winograd convolutions where numba is installed and the load-time check passes, else ONNX
+# Runtime) | winograd (required) | onnx (docs/va.md).
+FACECHANNEL_FP32_KERNEL = env_str("FACECHANNEL_FP32_KERNEL", "auto")
 EXPRESSION_MODEL = env_path(
     "EXPRESSION_MODEL", asset_path("fer-mini-xception/fer2013_mini_XCEPTION.102-0.66.onnx")
 )

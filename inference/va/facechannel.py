@@ -292,10 +292,42 @@ class OnnxFaceChannel(nn.Module):
         return torch.from_numpy(self.session.run(None, {"faces": faces})[0])
 
 
-def facechannel_optimize(model: FaceChannelDim) -> torch.nn.Module:
-    """The same network for inference: exported to ONNX and run by ONNX Runtime (`OnnxFaceChannel`). Where
-    that is unavailable, TorchScript, frozen, with BatchNorm folded into the convolutions and oneDNN's
-    blocked layout (also ~1e-6 from the port, slower); failing that, the eager port."""
+FP32_KERNELS = ("auto", "winograd", "onnx")
+
+
+def facechannel_fp32_kernel() -> str:
+    """settings.FACECHANNEL_FP32_KERNEL: auto (Winograd where it passes its self-check, else ONNX Runtime),
+    winograd (required: ImproperlyConfigured if unavailable) or onnx."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    value = str(getattr(settings, "FACECHANNEL_FP32_KERNEL", "auto") or "auto").strip().lower()
+    if value not in FP32_KERNELS:
+        raise ImproperlyConfigured(f"FACECHANNEL_FP32_KERNEL={value!r} is not one of {', '.join(FP32_KERNELS)}")
+    return value
+
+
+def facechannel_optimize(model: FaceChannelDim, *, kernel: str | None = None) -> torch.nn.Module:
+    """The same network for inference. fp32 kernel (`kernel`, default settings.FACECHANNEL_FP32_KERNEL):
+    - winograd / auto: Winograd F(4x4, 3x3) convolutions (inference/va/winograd.py: 1.4-1.8x ONNX Runtime at
+      batch 32, ~1e-6 from the port), checked against the port at load; under auto, when numba is missing
+      or the check fails, the reason is logged and ONNX Runtime is used;
+    - onnx: exported to ONNX and run by ONNX Runtime (`OnnxFaceChannel`). Where that is unavailable,
+      TorchScript, frozen, with BatchNorm folded into the convolutions and oneDNN's blocked layout (also
+      ~1e-6 from the port, slower); failing that, the eager port."""
+    kernel = kernel or facechannel_fp32_kernel()
+    if kernel != "onnx":
+        from inference.va.winograd import winograd_build
+
+        try:
+            return winograd_build(model)
+        except Exception as exc:  # noqa: BLE001 - numba missing, a failed self-check, a runtime error
+            if kernel == "winograd":
+                from django.core.exceptions import ImproperlyConfigured
+
+                raise ImproperlyConfigured(f"FACECHANNEL_FP32_KERNEL=winograd, but the Winograd model is unavailable: "
+                                           f"{exc}. Use auto (falls back to ONNX Runtime) or onnx.") from exc
+            logger.warning("FaceChannel: Winograd kernel unavailable (%s); using ONNX Runtime", exc)
     try:
         return OnnxFaceChannel.from_port(model)
     except Exception as exc:  # noqa: BLE001 - any export/runtime failure only costs speed

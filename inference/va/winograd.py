@@ -17,13 +17,19 @@ Threads: no numba parallelism (its default workqueue threading layer aborts when
 function at once, and the VA pipeline calls the model from worker threads). Instead the batch is split
 between `threads` worker threads of this model's own pool; the numba kernels release the GIL (nogil) and
 each worker's matrix products run single-threaded, so the workers do not contend; concurrent forward()
-calls queue on that pool. Each worker keeps its own scratch buffers (thread-local).
+calls queue on that pool. Each worker keeps its own scratch buffers (thread-local). A batch of one image
+runs on one core (about 0.6x ONNX Runtime's two-thread batch-1 rate); the VA stage runs batches of 32.
+The matrix products: ONNX Runtime MatMul sessions with one intra-op thread (MLAS), shared by the workers
+(concurrent runs execute on the callers' threads). numpy's matmul (OpenBLAS) was as fast with OpenBLAS
+limited to one thread, but that limit is process-wide, and OpenBLAS's idle threads spin after each call
+and took the cores from the workers (-35 % measured); the dense layer uses torch for the same reason.
 
 Accuracy: F(4x4, 3x3) in float32 differs from direct convolution by a few 1e-6 relative; the outputs differ
 from the eager port by ~1e-5 at most (tests/inference/test_winograd.py bounds it by 1e-4).
 """
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,12 +40,25 @@ from torch import nn
 
 try:  # numba is a requirement, but the ONNX Runtime model remains when it cannot be imported
     import numba
-    from numba import njit
-except ImportError as _exc:  # pragma: no cover - exercised by monkeypatching in the tests
+except ImportError:  # pragma: no cover - the tests simulate it in `numba_module`
     numba = None
-    NUMBA_ERROR: str | None = f"numba cannot be imported ({_exc})"
-else:
-    NUMBA_ERROR = None
+
+logger = logging.getLogger(__name__)
+MAX_DEVIATION = 1e-4  # the self-check's bound on |dVA| against the eager port (measured: < 1e-6)
+
+
+class WinogradUnavailableError(RuntimeError):
+    """numba is missing, or the built model failed its self-check against the port."""
+
+
+def numba_module() -> Any:
+    """numba, imported now (so a test can make it fail), or WinogradUnavailableError saying why not."""
+    try:
+        import numba as module
+    except ImportError as exc:
+        raise WinogradUnavailableError(f"numba cannot be imported ({exc}); it is in requirements.txt") from exc
+    return module
+
 
 # Winograd F(4x4, 3x3) (Lavin & Gray 2016): Y = A^T [(G g G^T) * (B^T d B)] A.
 BT = np.array([[4, 0, -5, 0, 1, 0],
@@ -66,13 +85,36 @@ _F2, _F4, _F5, _F8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 _ZERO = np.float32(0)
 
 
-if numba is not None:
-    # Compiled on first call, cached on disk (numba falls back to a user cache directory where the package's
-    # __pycache__ is not writable; NUMBA_CACHE_DIR overrides both).
-    _jit = njit(fastmath=True, cache=True, nogil=True, error_model="numpy", boundscheck=False)
-else:  # pragma: no cover
-    def _jit(function: Any) -> Any:
+CACHE_NOTE = ""  # why the kernels are not cached on disk, if they are not
+
+
+def _jit(function: Any) -> Any:
+    """numba.njit, compiled on first call and cached on disk: in the package's __pycache__, or where that is
+    read-only (a container's /app) the user's cache (~/.cache/numba), or NUMBA_CACHE_DIR. With no writable
+    place at all numba refuses cache=True; then each process compiles (~6 s on the first call)."""
+    global CACHE_NOTE  # noqa: PLW0603 - set once, at import
+    if numba is None:  # pragma: no cover
         return function
+    options = {"fastmath": True, "nogil": True, "error_model": "numpy"}
+    try:
+        return numba.njit(cache=True, **options)(function)
+    except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+        CACHE_NOTE = f"numba cannot cache the kernels ({exc}); set NUMBA_CACHE_DIR to a writable folder"
+        return numba.njit(**options)(function)
+
+
+@_jit
+def _bt(d0, d1, d2, d3, d4, d5):  # pragma: no cover - numba-compiled (inlined by LLVM)
+    """B^T d for one line of 6 input values."""
+    return (_F4 * d0 - _F5 * d2 + d4, -_F4 * (d1 + d2) + d3 + d4, _F4 * (d1 - d2) - d3 + d4,
+            _F2 * (d3 - d1) - d2 + d4, _F2 * (d1 - d3) - d2 + d4, _F4 * d1 - _F5 * d3 + d5)
+
+
+@_jit
+def _at(m0, m1, m2, m3, m4, m5):  # pragma: no cover - numba-compiled (inlined by LLVM)
+    """A^T m for one line of 6 products."""
+    s12, d12, s34, d34 = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+    return m0 + s12 + s34, d12 + _F2 * d34, s12 + _F4 * s34, d12 + _F8 * d34 + m5
 
 
 @_jit
@@ -112,32 +154,15 @@ def input_transform(x, v, tmp):  # pragma: no cover - numba-compiled
                 x0 = 4 * tx
                 for i in range(6):  # B^T along each row of the 6x6 tile
                     for c in range(channels):
-                        d0 = x[n, y0 + i, x0, c]
-                        d1 = x[n, y0 + i, x0 + 1, c]
-                        d2 = x[n, y0 + i, x0 + 2, c]
-                        d3 = x[n, y0 + i, x0 + 3, c]
-                        d4 = x[n, y0 + i, x0 + 4, c]
-                        d5 = x[n, y0 + i, x0 + 5, c]
-                        tmp[i, 0, c] = _F4 * d0 - _F5 * d2 + d4
-                        tmp[i, 1, c] = -_F4 * (d1 + d2) + d3 + d4
-                        tmp[i, 2, c] = _F4 * (d1 - d2) - d3 + d4
-                        tmp[i, 3, c] = _F2 * (d3 - d1) - d2 + d4
-                        tmp[i, 4, c] = _F2 * (d1 - d3) - d2 + d4
-                        tmp[i, 5, c] = _F4 * d1 - _F5 * d3 + d5
+                        (tmp[i, 0, c], tmp[i, 1, c], tmp[i, 2, c], tmp[i, 3, c], tmp[i, 4, c],
+                         tmp[i, 5, c]) = _bt(x[n, y0 + i, x0, c], x[n, y0 + i, x0 + 1, c], x[n, y0 + i, x0 + 2, c],
+                                             x[n, y0 + i, x0 + 3, c], x[n, y0 + i, x0 + 4, c], x[n, y0 + i, x0 + 5, c])
                 for j in range(6):  # then down each column
                     for c in range(channels):
-                        d0 = tmp[0, j, c]
-                        d1 = tmp[1, j, c]
-                        d2 = tmp[2, j, c]
-                        d3 = tmp[3, j, c]
-                        d4 = tmp[4, j, c]
-                        d5 = tmp[5, j, c]
-                        v[j, t, c] = _F4 * d0 - _F5 * d2 + d4
-                        v[6 + j, t, c] = -_F4 * (d1 + d2) + d3 + d4
-                        v[12 + j, t, c] = _F4 * (d1 - d2) - d3 + d4
-                        v[18 + j, t, c] = _F2 * (d3 - d1) - d2 + d4
-                        v[24 + j, t, c] = _F2 * (d1 - d3) - d2 + d4
-                        v[30 + j, t, c] = _F4 * d1 - _F5 * d3 + d5
+                        (v[j, t, c], v[6 + j, t, c], v[12 + j, t, c], v[18 + j, t, c], v[24 + j, t, c],
+                         v[30 + j, t, c]) = _bt(tmp[0, j, c], tmp[1, j, c], tmp[2, j, c], tmp[3, j, c], tmp[4, j, c],
+                                                tmp[5, j, c])
+
 
 @_jit
 def output_transform(m, b, y, tmp, out, mode, decay):  # pragma: no cover - numba-compiled
@@ -164,37 +189,14 @@ def output_transform(m, b, y, tmp, out, mode, decay):  # pragma: no cover - numb
                 for i in range(6):  # A^T along each row of the 6x6 product tile
                     p = 6 * i
                     for k in range(k_all):
-                        m0 = m[p, t, k]
-                        m1 = m[p + 1, t, k]
-                        m2 = m[p + 2, t, k]
-                        m3 = m[p + 3, t, k]
-                        m4 = m[p + 4, t, k]
-                        m5 = m[p + 5, t, k]
-                        s12 = m1 + m2
-                        d12 = m1 - m2
-                        s34 = m3 + m4
-                        d34 = m3 - m4
-                        tmp[i, 0, k] = m0 + s12 + s34
-                        tmp[i, 1, k] = d12 + _F2 * d34
-                        tmp[i, 2, k] = s12 + _F4 * s34
-                        tmp[i, 3, k] = d12 + _F8 * d34 + m5
+                        tmp[i, 0, k], tmp[i, 1, k], tmp[i, 2, k], tmp[i, 3, k] = _at(
+                            m[p, t, k], m[p + 1, t, k], m[p + 2, t, k], m[p + 3, t, k], m[p + 4, t, k], m[p + 5, t, k])
                 for j in range(4):  # then down each column, plus the bias
                     for k in range(k_all):
-                        m0 = tmp[0, j, k]
-                        m1 = tmp[1, j, k]
-                        m2 = tmp[2, j, k]
-                        m3 = tmp[3, j, k]
-                        m4 = tmp[4, j, k]
-                        m5 = tmp[5, j, k]
-                        s12 = m1 + m2
-                        d12 = m1 - m2
-                        s34 = m3 + m4
-                        d34 = m3 - m4
+                        e0, e1, e2, e3 = _at(tmp[0, j, k], tmp[1, j, k], tmp[2, j, k], tmp[3, j, k], tmp[4, j, k],
+                                             tmp[5, j, k])
                         bias = b[k]
-                        out[0, j, k] = m0 + s12 + s34 + bias
-                        out[1, j, k] = d12 + _F2 * d34 + bias
-                        out[2, j, k] = s12 + _F4 * s34 + bias
-                        out[3, j, k] = d12 + _F8 * d34 + m5 + bias
+                        out[0, j, k], out[1, j, k], out[2, j, k], out[3, j, k] = e0 + bias, e1 + bias, e2 + bias, e3 + bias
                 if mode == 0:
                     for r in range(4):
                         for j in range(4):
@@ -221,18 +223,10 @@ def output_transform(m, b, y, tmp, out, mode, decay):  # pragma: no cover - numb
 
 
 
-_compiled: dict[str, Any] = {}
-_compile_lock = threading.Lock()
-
-
 def kernels() -> dict[str, Any]:
-    if NUMBA_ERROR is not None:
-        raise RuntimeError(NUMBA_ERROR)
-    with _compile_lock:
-        if not _compiled:
-            _compiled.update(conv1_direct=conv1_direct, input_transform=input_transform,
-                             output_transform=output_transform)
-    return _compiled
+    """The numba kernels (compiled on their first call), or WinogradUnavailableError without numba."""
+    numba_module()
+    return {"conv1_direct": conv1_direct, "input_transform": input_transform, "output_transform": output_transform}
 
 
 def winograd_weights(weight: np.ndarray) -> np.ndarray:
@@ -271,11 +265,12 @@ class _Layer:
 class WinogradFaceChannel(nn.Module):
     """The port's network with Winograd convolutions, called like it: (N, 1, 64, 64) -> (N, 2)."""
 
-    def __init__(self, port: Any, *, threads: int | None = None, gemm: str = "ort") -> None:
+    def __init__(self, port: Any, *, threads: int | None = None) -> None:
         super().__init__()
         from inference.va.facechannel import INPUT_SIZE, POOL_AFTER
 
         self._k = kernels()
+        self.deviation: float | None = None  # set by winograd_build's self-check
         port = port.eval()
         with torch.no_grad():
             w1, b1 = _fold(port.convs[0], port.norms[0])
@@ -302,33 +297,30 @@ class WinogradFaceChannel(nn.Module):
             self.heads_b = torch.cat([port.arousal.bias, port.valence.bias]).detach().clone()
         self.input_size = INPUT_SIZE
         self.threads = max(1, threads or torch.get_num_threads())
-        self.gemm = gemm
-        self._sessions = [_matmul_session(layer.u) for layer in self.layers] if gemm == "ort" else []
+        self._sessions = [_matmul_session(layer.u) for layer in self.layers]
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="winograd") if self.threads > 1 else None
         self._local = threading.local()
-        self.runtime = f"winograd F(4x4,3x3), numba {numba.__version__}, {gemm} matmul"
+        self.runtime = f"winograd F(4x4,3x3), numba {numba.__version__}, ONNX Runtime MatMul"
 
     # -- one worker's share of the batch --------------------------------------------------------------------
     def _scratch(self, n: int) -> dict[str, Any]:
-        """This thread's scratch arrays for n images (zero borders are never written, so they stay zero)."""
-        cache = getattr(self._local, "buffers", None)
-        if cache is None:
-            cache = self._local.buffers = {}
-        if n not in cache:
+        """This thread's scratch arrays for up to n images, grown when needed; the activations are sliced to
+        the images of the call. Zero borders are never written, so they stay zero (the convolutions' padding)."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None or scratch["n"] < n:
             size = self.input_size
             acts = [np.zeros((n, size + 2, size + 2), np.float32),
                     np.zeros((n, size + 2, size + 2, self.w1.shape[2]), np.float32)]
-            for layer in self.layers:
-                acts.append(np.zeros(layer.out_shape(n), np.float32))
-            widest_c = max(layer.channels for layer in self.layers)
-            widest_k = max(layer.filters for layer in self.layers)
+            acts += [np.zeros(layer.out_shape(n), np.float32) for layer in self.layers]
             rows = max(self._chunk(layer, n) * layer.tiles for layer in self.layers)
-            cache[n] = {"acts": acts, "v": np.empty(36 * rows * widest_c, np.float32),
-                        "m": np.empty(36 * rows * widest_k, np.float32),
-                        "tmp_in": np.empty((6, 6, widest_c), np.float32),
-                        "tmp_out": np.empty((6, 4, widest_k), np.float32),
-                        "out": np.empty((4, 4, widest_k), np.float32)}
-        return cache[n]
+            scratch = self._local.scratch = {
+                "n": n, "acts": acts,
+                "v": np.empty(36 * rows * max(layer.channels for layer in self.layers), np.float32),
+                "m": np.empty(36 * rows * max(layer.filters for layer in self.layers), np.float32),
+                "tmp_in": np.empty((6, 6, max(layer.channels for layer in self.layers)), np.float32),
+                "tmp_out": np.empty((6, 4, max(layer.filters for layer in self.layers)), np.float32),
+                "out": np.empty((4, 4, max(layer.filters for layer in self.layers)), np.float32)}
+        return scratch
 
     @staticmethod
     def _chunk(layer: _Layer, n: int) -> int:
@@ -336,9 +328,6 @@ class WinogradFaceChannel(nn.Module):
 
     def _matmul(self, index: int, v: np.ndarray, m: np.ndarray) -> None:
         """m[p] = v[p] @ u[p] for the 36 positions, single-threaded on this worker thread."""
-        if self.gemm == "numpy":  # OpenBLAS: its thread count is process-wide (the probe limits it to 1)
-            np.matmul(v, self.layers[index].u, out=m)
-            return
         session = self._sessions[index]  # one intra-op thread: concurrent runs execute on the callers' threads
         binding = session.io_binding()
         binding.bind_cpu_input("v", v)
@@ -349,7 +338,7 @@ class WinogradFaceChannel(nn.Module):
         """(n, 64, 64) -> (n, 4096) features in (H, W, C) order, on the calling thread."""
         n = len(faces)
         buf = self._scratch(n)
-        acts = buf["acts"]
+        acts = [act[:n] for act in buf["acts"]]
         acts[0][:, 1:-1, 1:-1] = faces
         k = self._k
         k["conv1_direct"](acts[0], self.w1, self.b1, acts[1])
@@ -391,9 +380,13 @@ class WinogradFaceChannel(nn.Module):
             features = np.concatenate([f.result() for f in futures])
         return self._head(features)
 
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
     @classmethod
-    def from_port(cls, port: Any, *, threads: int | None = None, gemm: str = "ort") -> WinogradFaceChannel:
-        return cls(port, threads=threads, gemm=gemm)
+    def from_port(cls, port: Any, *, threads: int | None = None) -> WinogradFaceChannel:
+        return cls(port, threads=threads)
 
 
 def _matmul_session(u: np.ndarray) -> Any:
@@ -410,3 +403,20 @@ def _matmul_session(u: np.ndarray) -> Any:
         initializer=[numpy_helper.from_array(u, "u")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return ort_session(model.SerializeToString(), threads=1, what="Winograd matrix product")
+
+
+def winograd_build(port: Any, *, threads: int | None = None, samples: int = 4, seed: int = 0) -> WinogradFaceChannel:
+    """The Winograd model of `port`, checked against it on `samples` seeded random faces (WinogradUnavailableError
+    when numba is missing or the largest |dVA| exceeds MAX_DEVIATION). The first call compiles the kernels
+    (seconds) unless numba's disk cache has them."""
+    if CACHE_NOTE:
+        logger.warning("FaceChannel Winograd: %s", CACHE_NOTE)
+    model = WinogradFaceChannel.from_port(port, threads=threads)
+    faces = torch.from_numpy(np.random.default_rng(seed).random((samples, 1, 64, 64), dtype=np.float32))
+    with torch.inference_mode():
+        deviation = float((model(faces) - port(faces)).abs().max())
+    if not deviation <= MAX_DEVIATION:  # also NaN
+        model.close()
+        raise WinogradUnavailableError(f"its self-check differs from the port by {deviation:.2e} > {MAX_DEVIATION}")
+    model.deviation = deviation
+    return model

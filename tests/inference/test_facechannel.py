@@ -15,6 +15,7 @@ import torch
 from django.core.exceptions import ImproperlyConfigured
 
 from inference.va import facechannel
+from inference.va.winograd import WinogradFaceChannel
 from tests.conftest import FACES, unshipped_asset
 from tests.inference.facechannel_files import facechannel_h5_write
 
@@ -105,7 +106,8 @@ def test_it_would_fail_with_the_wrong_flatten_order(keras_weights, inputs, keras
 
 def test_it_runs_the_optimised_model_with_the_same_outputs_at_any_batch_size(weights, faces_in) -> None:
     loaded = facechannel.facechannel_load(str(weights))
-    assert isinstance(loaded.model, facechannel.OnnxFaceChannel)  # ONNX Runtime, not a silent fallback
+    # The default fp32 kernel (FACECHANNEL_FP32_KERNEL=auto): Winograd, not a silent fallback to ONNX Runtime.
+    assert isinstance(loaded.model, WinogradFaceChannel)
     reference = _run(loaded.port, faces_in)  # the plain port, layer by layer as in the file
     assert np.abs(facechannel.facechannel_predict(loaded.model, faces_in, batch_size=3) - reference).max() < 1e-5
     n = len(faces_in)
