@@ -312,11 +312,13 @@ class WinogradFaceChannel(nn.Module):
             acts = [np.zeros((n, size + 2, size + 2), np.float32),
                     np.zeros((n, size + 2, size + 2, self.w1.shape[2]), np.float32)]
             acts += [np.zeros(layer.out_shape(n), np.float32) for layer in self.layers]
-            rows = max(self._chunk(layer, n) * layer.tiles for layer in self.layers)
+            rows = [self._chunk(layer, n) * layer.tiles for layer in self.layers]
             scratch = self._local.scratch = {
                 "n": n, "acts": acts,
-                "v": np.empty(36 * rows * max(layer.channels for layer in self.layers), np.float32),
-                "m": np.empty(36 * rows * max(layer.filters for layer in self.layers), np.float32),
+                "v": np.empty(36 * max(r * layer.channels for r, layer in zip(rows, self.layers, strict=True)),
+                              np.float32),
+                "m": np.empty(36 * max(r * layer.filters for r, layer in zip(rows, self.layers, strict=True)),
+                              np.float32),
                 "tmp_in": np.empty((6, 6, max(layer.channels for layer in self.layers)), np.float32),
                 "tmp_out": np.empty((6, 4, max(layer.filters for layer in self.layers)), np.float32),
                 "out": np.empty((4, 4, max(layer.filters for layer in self.layers)), np.float32)}
@@ -331,6 +333,7 @@ class WinogradFaceChannel(nn.Module):
         session = self._sessions[index]  # one intra-op thread: concurrent runs execute on the callers' threads
         binding = session.io_binding()
         binding.bind_cpu_input("v", v)
+        binding.bind_cpu_input("u", self.layers[index].u)
         binding.bind_output("m", "cpu", 0, np.float32, list(m.shape), m.ctypes.data)
         session.run_with_iobinding(binding)
 
@@ -390,17 +393,19 @@ class WinogradFaceChannel(nn.Module):
 
 
 def _matmul_session(u: np.ndarray) -> Any:
-    """An ONNX Runtime session (one intra-op thread, MLAS) computing m = v @ u for v (36, rows, C)."""
-    from onnx import TensorProto, helper, numpy_helper
+    """An ONNX Runtime session (one intra-op thread, MLAS) computing m = v @ u for v (36, rows, C). u is an input
+    bound at each run, not an initializer: ONNX Runtime would keep two more copies of it (its own and a
+    prepacked one, +270 MB for the network); packing it per run costs nothing measurable."""
+    from onnx import TensorProto, helper
 
     from inference.runtime import ort_session
 
     positions, channels, filters = u.shape
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["v", "u"], ["m"])], "winograd_matmul",
-        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [positions, "rows", channels])],
-        [helper.make_tensor_value_info("m", TensorProto.FLOAT, [positions, "rows", filters])],
-        initializer=[numpy_helper.from_array(u, "u")])
+        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [positions, "rows", channels]),
+         helper.make_tensor_value_info("u", TensorProto.FLOAT, [positions, channels, filters])],
+        [helper.make_tensor_value_info("m", TensorProto.FLOAT, [positions, "rows", filters])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return ort_session(model.SerializeToString(), threads=1, what="Winograd matrix product")
 
