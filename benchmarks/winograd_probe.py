@@ -9,7 +9,11 @@ fixture's 9 inputs, the sample faces (each also mirrored) and 64 uniform random 
 first call's time (numba compiles the kernels, or loads them from its cache) and the 1-minute load before
 and after (2 cores shared with other work: compare ratios of the same run, not absolute figures).
 
-Measured (AMD EPYC, 2 cores, AVX-512; --seconds 2 --rounds 3): see docs/va.md.
+Measured 2026-12-02 09:25-09:53 UTC on the 2-core AVX-512 AMD EPYC, never idle (load 1.3-4.4 from niced test
+runs; the machine gave about a quarter of its idle rate): batch 32, Winograd / ONNX Runtime fp32 = 1.66, 1.77,
+1.39, 1.82, 1.72, 1.58, 1.51, 1.71, 1.54, 1.54x (e.g. 119.5 vs 77.6 images/s at load 1.93 -> 2.61), with --threads 1
+1.76x (143.5 vs 81.5); batch 1: 0.56-1.02x (one core against ONNX Runtime's two); max |dVA| vs the eager port
+7.5e-7 (ONNX Runtime 7.2e-7). Table and the va_throughput runs: docs/va.md.
 """
 from __future__ import annotations
 
