@@ -18,14 +18,15 @@ function at once, and the VA pipeline calls the model from worker threads). Inst
 between `threads` worker threads of this model's own pool; the numba kernels release the GIL (nogil) and
 each worker's matrix products run single-threaded, so the workers do not contend; concurrent forward()
 calls queue on that pool. Each worker keeps its own scratch buffers (thread-local). A batch of one image
-runs on one core (about 0.6x ONNX Runtime's two-thread batch-1 rate); the VA stage runs batches of 32.
+runs on one core (0.6-1.0x ONNX Runtime's two-thread batch-1 rate, measured loaded); the VA stage runs
+batches of up to 32.
 The matrix products: ONNX Runtime MatMul sessions with one intra-op thread (MLAS), shared by the workers
 (concurrent runs execute on the callers' threads). numpy's matmul (OpenBLAS) was as fast with OpenBLAS
 limited to one thread, but that limit is process-wide, and OpenBLAS's idle threads spin after each call
 and took the cores from the workers (-35 % measured); the dense layer uses torch for the same reason.
 
-Accuracy: F(4x4, 3x3) in float32 differs from direct convolution by a few 1e-6 relative; the outputs differ
-from the eager port by ~1e-5 at most (tests/inference/test_winograd.py bounds it by 1e-4).
+Accuracy: the outputs differ from the eager port by < 1e-6 (7.5e-7 at most on the fixture, the sample faces
+and random faces; ONNX Runtime's 7.2e-7); the load-time self-check and the tests bound it by 1e-4.
 """
 from __future__ import annotations
 
@@ -395,7 +396,7 @@ class WinogradFaceChannel(nn.Module):
 def _matmul_session(u: np.ndarray) -> Any:
     """An ONNX Runtime session (one intra-op thread, MLAS) computing m = v @ u for v (36, rows, C). u is an input
     bound at each run, not an initializer: ONNX Runtime would keep two more copies of it (its own and a
-    prepacked one, +270 MB for the network); packing it per run costs nothing measurable."""
+    prepacked one: 170 MB more for the network); packing it per run cost nothing measurable."""
     from onnx import TensorProto, helper
 
     from inference.runtime import ort_session
