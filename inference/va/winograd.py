@@ -18,10 +18,10 @@ function at once, and the VA pipeline calls the model from worker threads). Inst
 between `threads` worker threads of this model's own pool; the numba kernels release the GIL (nogil) and
 each worker's matrix products run single-threaded, so the workers do not contend; concurrent forward()
 calls queue on that pool. Each worker keeps its own scratch buffers (thread-local). A batch of one image
-runs on one core (0.6-1.0x ONNX Runtime's two-thread batch-1 rate, measured loaded); the VA stage runs
-batches of up to 32.
-The matrix products: ONNX Runtime MatMul sessions with one intra-op thread (MLAS), shared by the workers
-(concurrent runs execute on the callers' threads). numpy's matmul (OpenBLAS) was as fast with OpenBLAS
+runs on the calling thread, its matrix products on all threads (0.86x ONNX Runtime's batch-1 rate, measured
+loaded); the VA stage runs batches of up to 32.
+The matrix products: an ONNX Runtime MatMul session with one intra-op thread (MLAS), shared by the workers
+(concurrent runs execute on the callers' threads), and one with all threads for single images. numpy's matmul (OpenBLAS) was as fast with OpenBLAS
 limited to one thread, but that limit is process-wide, and OpenBLAS's idle threads spin after each call
 and took the cores from the workers (-35 % measured); the dense layer uses torch for the same reason.
 
@@ -298,7 +298,9 @@ class WinogradFaceChannel(nn.Module):
             self.heads_b = torch.cat([port.arousal.bias, port.valence.bias]).detach().clone()
         self.input_size = INPUT_SIZE
         self.threads = max(1, threads or torch.get_num_threads())
-        self._sessions = [_matmul_session(layer.u) for layer in self.layers]
+        # One intra-op thread: concurrent runs execute on the callers' threads (the workers). The second session
+        # (all threads) serves a batch too small to split, so its products still use every core.
+        self._session, self._wide = _matmul_session(1), _matmul_session(self.threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="winograd") if self.threads > 1 else None
         self._local = threading.local()
         self.runtime = f"winograd F(4x4,3x3), numba {numba.__version__}, ONNX Runtime MatMul"
@@ -329,16 +331,16 @@ class WinogradFaceChannel(nn.Module):
     def _chunk(layer: _Layer, n: int) -> int:
         return max(1, min(n, TARGET_TILES // layer.tiles))
 
-    def _matmul(self, index: int, v: np.ndarray, m: np.ndarray) -> None:
-        """m[p] = v[p] @ u[p] for the 36 positions, single-threaded on this worker thread."""
-        session = self._sessions[index]  # one intra-op thread: concurrent runs execute on the callers' threads
+    def _matmul(self, index: int, v: np.ndarray, m: np.ndarray, *, wide: bool) -> None:
+        """m[p] = v[p] @ u[p] for the 36 positions: on this thread, or with all threads when `wide`."""
+        session = self._wide if wide else self._session
         binding = session.io_binding()
         binding.bind_cpu_input("v", v)
         binding.bind_cpu_input("u", self.layers[index].u)
         binding.bind_output("m", "cpu", 0, np.float32, list(m.shape), m.ctypes.data)
         session.run_with_iobinding(binding)
 
-    def _features(self, faces: np.ndarray) -> np.ndarray:
+    def _features(self, faces: np.ndarray, wide: bool = False) -> np.ndarray:
         """(n, 64, 64) -> (n, 4096) features in (H, W, C) order, on the calling thread."""
         n = len(faces)
         buf = self._scratch(n)
@@ -355,7 +357,7 @@ class WinogradFaceChannel(nn.Module):
                 v = buf["v"][:36 * rows * layer.channels].reshape(36, rows, layer.channels)
                 m = buf["m"][:36 * rows * layer.filters].reshape(36, rows, layer.filters)
                 k["input_transform"](x[start:stop], v, buf["tmp_in"])
-                self._matmul(index, v, m)
+                self._matmul(index, v, m, wide=wide)
                 k["output_transform"](m, layer.bias, y[start:stop], buf["tmp_out"], buf["out"], layer.mode, self.decay)
         return acts[-1].reshape(n, -1).copy()
 
@@ -376,7 +378,7 @@ class WinogradFaceChannel(nn.Module):
             return torch.zeros((0, 2), dtype=torch.float32)
         parts = min(self.threads, n)
         if parts == 1 or self._pool is None:
-            features = self._features(faces)
+            features = self._features(faces, wide=self.threads > 1)
         else:
             bounds = np.linspace(0, n, parts + 1).round().astype(int)
             futures = [self._pool.submit(self._features, faces[a:b]) for a, b in zip(bounds[:-1], bounds[1:],
@@ -393,22 +395,21 @@ class WinogradFaceChannel(nn.Module):
         return cls(port, threads=threads)
 
 
-def _matmul_session(u: np.ndarray) -> Any:
-    """An ONNX Runtime session (one intra-op thread, MLAS) computing m = v @ u for v (36, rows, C). u is an input
-    bound at each run, not an initializer: ONNX Runtime would keep two more copies of it (its own and a
-    prepacked one: 170 MB more for the network); packing it per run cost nothing measurable."""
+def _matmul_session(threads: int) -> Any:
+    """An ONNX Runtime session (MLAS) computing m = v @ u for v (36, rows, C), u (36, C, K), any sizes. u is an
+    input bound at each run, not an initializer: ONNX Runtime would keep two more copies of each layer's (its own
+    and a prepacked one: 170 MB more for the network); packing it per run cost nothing measurable."""
     from onnx import TensorProto, helper
 
     from inference.runtime import ort_session
 
-    positions, channels, filters = u.shape
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["v", "u"], ["m"])], "winograd_matmul",
-        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [positions, "rows", channels]),
-         helper.make_tensor_value_info("u", TensorProto.FLOAT, [positions, channels, filters])],
-        [helper.make_tensor_value_info("m", TensorProto.FLOAT, [positions, "rows", filters])])
+        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [36, "rows", "c"]),
+         helper.make_tensor_value_info("u", TensorProto.FLOAT, [36, "c", "k"])],
+        [helper.make_tensor_value_info("m", TensorProto.FLOAT, [36, "rows", "k"])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    return ort_session(model.SerializeToString(), threads=1, what="Winograd matrix product")
+    return ort_session(model.SerializeToString(), threads=threads, what="Winograd matrix product")
 
 
 def winograd_build(port: Any, *, threads: int | None = None, samples: int = 4, seed: int = 0) -> WinogradFaceChannel:
