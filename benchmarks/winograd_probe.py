@@ -12,7 +12,8 @@ and after (2 cores shared with other work: compare ratios of the same run, not a
 Measured 2026-12-02 09:25-09:53 UTC on the 2-core AVX-512 AMD EPYC, never idle (load 1.3-4.4 from niced test
 runs; the machine gave about a quarter of its idle rate): batch 32, Winograd / ONNX Runtime fp32 = 1.66, 1.77,
 1.39, 1.82, 1.72, 1.58, 1.51, 1.71, 1.54, 1.54x (e.g. 119.5 vs 77.6 images/s at load 1.93 -> 2.61), with --threads 1
-1.76x (143.5 vs 81.5); batch 1: 0.56-1.02x (one core against ONNX Runtime's two); max |dVA| vs the eager port
+1.76x (143.5 vs 81.5); batch 1: 0.56-1.02x with one core against ONNX Runtime's two; 09:58, after a single
+image's products moved to all threads: 1.68x at batch 32 (243.2 vs 144.6), 0.86x at batch 1; max |dVA| vs the eager port
 7.5e-7 (ONNX Runtime 7.2e-7). Table and the va_throughput runs: docs/va.md.
 """
 from __future__ import annotations
