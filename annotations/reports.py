@@ -128,9 +128,12 @@ def study_results_compute(*, study: Study, params: dict[str, Any]) -> dict[str, 
             "McGraw & Wong 1996), or ICC(1,k) with k0 when raters are not crossed with items.",
             "Ceiling: the most a metric can correlate with the mean human rating is sqrt(R); disattenuated "
             "r / sqrt(R) estimates its correlation with an error-free human score.",
-            "Grouped: Kendall tau-b among the descriptions of one sample, averaged over samples (bootstrap over "
-            "samples). System level: per LLM config x prompt mean, Pearson/Kendall over systems and pairwise "
-            "accuracy (Kocmi et al. 2021), bootstrap over items.",
+            "Grouped: Kendall tau-b among the descriptions of one sample, averaged over samples (Student's t "
+            "interval over samples). System level: per LLM config x prompt mean, Pearson/Kendall over systems and "
+            "pairwise accuracy (Kocmi et al. 2021); Pearson's interval is for the systems' population means "
+            "(noise-corrected r, items resampled within each system); Kendall and pairwise accuracy have no "
+            "interval, because a bootstrap over items under-covers them when systems are close. Per-model mean "
+            "ratings: Student's t interval over items.",
         ],
     }
     results["study"]["kind"] = study.kind
@@ -398,7 +401,7 @@ def _models_svg(models: list[dict[str, Any]], plt: Any) -> str:
     highs = [(m["ci_high"] if m["ci_high"] is not None else m["mean"]) - m["mean"] for m in models]
     ax.errorbar(means, np.arange(len(models)), xerr=[lows, highs], fmt="o", capsize=3)
     ax.set_yticks(np.arange(len(models)), names)
-    ax.set_xlabel("mean rating (95% bootstrap CI over items)")
+    ax.set_xlabel("mean rating (95% t interval over items)")
     ax.invert_yaxis()
     return figure_svg(fig)
 

@@ -13,7 +13,7 @@ good: the null for comparisons); `weak` = T + N(0, 1.2).
 
 Population values come from ONE very large simulated data set of the same design
 (`population_compute`, default 200,000 items): alpha, Spearman/Pearson of each metric with the
-mean rating, their differences, and the single-rater ICC. They are simulated, not analytic: the
+mean rating, Kendall's tau-b of `good`, their differences, and the single-rater ICC. They are simulated, not analytic: the
 rounding to a 5-point scale has no closed form.
 """
 from __future__ import annotations
@@ -102,6 +102,7 @@ def population_compute(design: Design, *, items: int = 200_000, seed: int = 1) -
     for name, x in data["metrics"].items():
         out[f"spearman_{name}"] = float(stats.spearmanr(x[usable], mean[usable]).statistic)
         out[f"pearson_{name}"] = float(stats.pearsonr(x[usable], mean[usable]).statistic)
+        out[f"kendall_{name}"] = float(stats.kendalltau(x[usable], mean[usable]).statistic)
     icc = REL.icc_one_way(units=data["units"], values=data["values"]) if design.pool else \
         REL.icc_from_matrix(data["values"].reshape(items, design.raters)[:20_000])
     out["icc_single"] = icc.single
@@ -134,8 +135,8 @@ def coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
 def _coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
                   population: dict[str, float]) -> dict[str, float]:
     rng = np.random.default_rng(seed)
-    hits: dict[str, list[bool]] = {k: [] for k in ("alpha", "spearman", "pearson", "kendall_defined", "delta_spearman",
-                                                    "delta_pearson", "icc")}
+    hits: dict[str, list[bool]] = {k: [] for k in ("alpha", "spearman", "pearson", "kendall", "kendall_defined",
+                                                    "delta_spearman", "delta_pearson", "icc")}
     significant: dict[str, list[bool]] = {k: [] for k in ("equal_spearman", "equal_pearson", "equal_williams",
                                                           "weak_spearman", "weak_pearson")}
     agree, over_ceiling, margins = [], [], []
@@ -145,7 +146,7 @@ def _coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
         hits["alpha"].append(boot.ci_low <= population["alpha_ordinal"] <= boot.ci_high)
         metrics = meta["metrics"]
         good = metrics["good"]
-        for method in ("spearman", "pearson"):
+        for method in ("spearman", "pearson", "kendall"):
             low, high = good[method]["ci"]
             hits[method].append(low <= population[f"{method}_good"] <= high)
         hits["kendall_defined"].append(good["kendall"]["ci"] is not None)
@@ -177,3 +178,24 @@ def _coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
         "datasets": datasets,
     })
     return result
+
+
+# --- the other intervals (benchmarks/ci_coverage_more.py, tests/annotations/test_coverage_more.py) ---------------
+
+NOISE_SD, BIAS_SD, METRIC_SD = 0.8, 0.5, 0.5
+
+
+def item_means(truth: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Mean of k crowd ratings per item: round(3 + T + b + e) clipped to 1..5, a new rater (leniency
+    b ~ N(0, BIAS_SD)) per rating, e ~ N(0, NOISE_SD)."""
+    shape = (*truth.shape, k)
+    raw = 3 + truth[..., None] + rng.normal(0, BIAS_SD, shape) + rng.normal(0, NOISE_SD, shape)
+    return np.clip(np.rint(raw), 1, 5).mean(axis=-1)
+
+
+def grouped_world(groups: int, per: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`groups` samples (faces) x `per` descriptions: metric scores and mean human ratings (groups x per).
+    T = face effect N(0, 0.7) + description effect N(0, 0.7); metric = T + N(0, METRIC_SD)."""
+    face = rng.normal(0, 0.7, (groups, 1))
+    truth = face + rng.normal(0, 0.7, (groups, per))
+    return truth + rng.normal(0, METRIC_SD, truth.shape), item_means(truth, k, rng)
