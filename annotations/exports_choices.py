@@ -107,7 +107,7 @@ def study_choices(*, study: Study) -> StudyChoices:
 def study_score_rows(
     *, study: Study, include_excluded: bool = False, resamples: int = 200, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Per description: %best − %worst and Bradley–Terry, each with a bootstrap CI over units."""
+    """Per description: %best − %worst and Bradley–Terry, each with a CI over units (t for counting, bootstrap for Bradley–Terry)."""
     data = study_choices(study=study)
     choices = [c for c, ex in zip(data.choices, data.excluded, strict=True) if include_excluded or not ex]
     if not choices:

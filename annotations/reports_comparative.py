@@ -97,8 +97,10 @@ COMPARATIVE_NOTES = [
     "over the choices that showed it; the metric correlations, the within-sample and system-level figures and "
     "the headline use it as the mean human rating. Bradley–Terry log-strengths (choix; BWS choices as their "
     "implied pairs; each sample fitted and centred on its own; 0.5 pseudo-wins each way) are shown alongside.",
-    "Comparative intervals: percentile bootstrap over units (all choices on a unit together), units "
-    "resampled within their sample. Reliability: K&M split-half (each unit's choices split in two, each half "
+    "Comparative intervals: a description's counting score, Student's t of the ratio estimator over the units "
+    "that showed it (all choices on a unit together); a system's counting score, the same over samples (faces "
+    "are random for a system); Bradley–Terry scores, percentile bootstrap (descriptions: units resampled within "
+    "their sample; systems: whole samples resampled). Reliability: K&M split-half (each unit's choices split in two, each half "
     "scored, Spearman between halves, Spearman–Brown, mean of 100 random splits).",
     "Agreement with raw choices: the share of decided pairs (BWS: the 5 pairs a best–worst choice implies; "
     "pairwise: the preference; ties left out) that the metric orders the same way; a metric tie counts half.",

@@ -7,6 +7,10 @@ This script covers the rest, each through the report's own code:
   Estimand: the population mean of the item-mean rating of that model's descriptions (items random).
 * `grouped` — within-sample Kendall tau-b averaged over samples (`metaeval._grouped`). Estimand: the
   expected tau-b of one sample drawn from the population (given it is usable), samples random.
+* `comparative` — best-worst counting score per description (`comparative.counting_scores`; estimand:
+  P(best) - P(worst) of the description in a random 4-tuple of its sample, faces fixed) and per system
+  (`comparative.system_scores`; estimand: the system's pooled score over the population of faces, from
+  3000 simulated faces; faces random).
 * `system` — system-level Pearson, Kendall and pairwise accuracy (`metaeval._system_level`). Systems
   are FIXED, items random. Estimand: the statistic computed on the systems' population mean metric and
   population mean human score (each system's item population; 400,000 items per system).
@@ -21,6 +25,7 @@ The metric is T + N(0, 0.5) (plus a fixed per-system bias at system level).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -32,6 +37,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from annotations import agreement as A  # noqa: E402
+from annotations import comparative as C  # noqa: E402
 from annotations import metaeval as M  # noqa: E402
 from annotations import simulation as S  # noqa: E402
 
@@ -133,7 +139,74 @@ def system_section(*, datasets: int, resamples: int, seed: int) -> None:
               + ", ".join(f"{k} {share(v)}" for k, v in hits.items()))
 
 
-SECTIONS = {"means": means_section, "grouped": grouped_section, "system": system_section}
+# --- comparative (best-worst) counting scores -------------------------------------------------------
+
+def _bws_choices(quality: np.ndarray, per: int, per_unit: int, noise: float, rng: np.random.Generator,
+                 ) -> tuple[list, dict[int, int]]:
+    """A K&M design (4-tuples, 8 appearances per description) over samples of `per` descriptions, and
+    `per_unit` best-worst choices per unit: best = highest quality + N(0, noise), worst = lowest."""
+    groups = {g: list(range(g * per, (g + 1) * per)) for g in range(len(quality) // per)}
+    design = C.design_generate(groups=groups, seed=int(rng.integers(1 << 31)))
+    units = np.array([u.items for u in design.units])
+    perceived = quality[units][None] + rng.normal(0, noise, (per_unit, *units.shape))
+    best = units[np.arange(len(units)), perceived.argmax(axis=2)]
+    worst = units[np.arange(len(units)), perceived.argmin(axis=2)]
+    choices = [C.Choice(unit=u, shown=tuple(units[u].tolist()), best=int(best[a, u]), worst=int(worst[a, u]),
+                        annotator=a) for a in range(per_unit) for u in range(len(units))]
+    return choices, {i: i // per for i in range(len(quality))}
+
+
+def _bws_truth(quality: np.ndarray, per: int, noise: float, rng: np.random.Generator, draws: int = 4000) -> np.ndarray:
+    """Each description's population counting score: P(best) - P(worst) over every 4-tuple of its sample that
+    holds it (a K&M design's units are near-uniform such tuples) and the choice noise."""
+    out = np.empty(len(quality))
+    for g in range(len(quality) // per):
+        q = quality[g * per:(g + 1) * per]
+        tuples = np.array(list(itertools.combinations(range(per), 4)))
+        perceived = q[tuples][None] + rng.normal(0, noise, (draws, *tuples.shape))
+        best = tuples[np.arange(len(tuples)), perceived.argmax(axis=2)]
+        worst = tuples[np.arange(len(tuples)), perceived.argmin(axis=2)]
+        for j in range(per):
+            holds = (tuples == j).any(axis=1)
+            out[g * per + j] = ((best[:, holds] == j).mean() - (worst[:, holds] == j).mean())
+    return out
+
+
+def comparative_section(*, datasets: int, resamples: int, seed: int) -> None:
+    print("\n== best-worst counting score per description and per system (comparative.counting_scores, "
+          "system_scores) ==")
+    for samples, per, per_unit in ((20, 8, 2), (20, 8, 4), (10, 6, 3)):
+        noise = 1.0
+        world = np.random.default_rng(seed + per)
+        system_effect = np.linspace(-0.5, 0.5, per)  # description j of every sample comes from system j
+        quality = (system_effect[None] + world.normal(0, 0.8, (samples, per))).ravel()
+        truth = _bws_truth(quality, per, noise, world)
+        # A system's population score: faces random, so its pooled score over very many simulated samples.
+        big = (system_effect[None] + world.normal(0, 0.8, (3000, per))).ravel()
+        big_truth = _bws_truth(big, per, noise, world, draws=100)
+        sys_truth = big_truth.reshape(3000, per).mean(axis=0)
+        rng = np.random.default_rng(seed)
+        item_hits, sys_hits = [], []
+        for d in range(datasets):
+            choices, groups = _bws_choices(quality, per, per_unit, noise, rng)
+            res = C.counting_scores(choices, groups=groups, resamples=resamples, seed=seed + d)
+            order = np.array(res.items)
+            item_hits.extend(((res.ci_low <= truth[order] + 1e-12) & (truth[order] <= res.ci_high + 1e-12)).tolist())
+            # Systems over new faces each time (faces random):
+            fresh = (system_effect[None] + rng.normal(0, 0.8, (samples, per))).ravel()
+            choices, groups = _bws_choices(fresh, per, per_unit, noise, rng)
+            sys_res = C.system_scores(choices, system_of={i: i % per for i in range(len(fresh))}, groups=groups,
+                                      resamples=resamples, seed=seed + d,
+                                      bradley_terry_ci=False)
+            low, high = sys_res.counting_ci
+            names = np.array(sys_res.systems)
+            sys_hits.extend(((low <= sys_truth[names]) & (sys_truth[names] <= high)).tolist())
+        print(f"  {samples} samples x {per} descriptions, 4-tuples x 8 appearances, {per_unit} choices per unit: "
+              f"description score {np.mean(item_hits):.1%}; system score (faces random) {np.mean(sys_hits):.1%}")
+
+
+SECTIONS = {"means": means_section, "grouped": grouped_section, "system": system_section,
+            "comparative": comparative_section}
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ def test_it_covers_the_population_value_in_at_least_90_percent_of_studies(covera
     assert coverage[f"coverage_{interval}"] >= 0.90, coverage
 
 
-@pytest.mark.parametrize("interval", ["spearman", "pearson", "delta_spearman", "delta_pearson"])
+@pytest.mark.parametrize("interval", ["spearman", "pearson", "kendall", "delta_spearman", "delta_pearson"])
 def test_it_covers_a_correlation_near_95_percent_without_being_grossly_conservative(coverage, interval: str) -> None:
     assert 0.91 <= coverage[f"coverage_{interval}"] <= 0.985, coverage
 
