@@ -205,7 +205,43 @@ def comparative_section(*, datasets: int, resamples: int, seed: int) -> None:
               f"description score {np.mean(item_hits):.1%}; system score (faces random) {np.mean(sys_hits):.1%}")
 
 
-SECTIONS = {"means": means_section, "grouped": grouped_section, "system": system_section,
+# --- classification tables (inference.metrics) ------------------------------------------------------
+
+def classification_section(*, datasets: int, resamples: int, seed: int) -> None:
+    from inference import metrics as IM
+
+    print("\n== classification tables (inference.metrics) ==")
+    for n in (30, 100, 200):
+        # Wilson: exact coverage, summing the binomial probabilities of the outcomes whose interval covers p.
+        cells = []
+        for p in (0.5, 0.8, 0.95):
+            ks = np.arange(n + 1)
+            inside = np.array([(lambda lo_hi: lo_hi[0] <= p <= lo_hi[1])(IM.wilson_interval(int(k), n)) for k in ks])
+            cells.append(f"p={p}: {stats.binom.pmf(ks, n, p)[inside].sum():.1%}")
+        print(f"  accuracy (Wilson), {n} samples, exact: " + ", ".join(cells))
+    rng = np.random.default_rng(seed)
+    for n in (30, 100):
+        for p_ab, p_ba in ((0.10, 0.10), (0.15, 0.05), (0.05, 0.01)):
+            hits = []
+            for _ in range(datasets):
+                cell = rng.choice(4, n, p=[p_ab, p_ba, 0.5, 0.5 - p_ab - p_ba])
+                a, b = (cell == 0) | (cell == 2), (cell == 1) | (cell == 2)
+                res = IM.mcnemar_test(a.tolist(), b.tolist())
+                hits.append(res["ci_low"] <= p_ab - p_ba <= res["ci_high"])
+            print(f"  accuracy difference (Bonett-Price), {n} samples, discordant {p_ab}/{p_ba}: {np.mean(hits):.1%}")
+    for n in (20, 50, 100):
+        hits = []
+        cov = np.array([[1.0, 0.7], [0.7, 1.0]])
+        truth = 2 * 0.7 / (1 + 1 + 0.3**2)  # means 0 and 0.3, unit variances, correlation 0.7
+        for d in range(datasets):
+            xy = rng.multivariate_normal([0, 0.3], cov, n)
+            res = IM.ccc_bootstrap(xy[:, 0], xy[:, 1], resamples=resamples, seed=seed + d)
+            hits.append(res["ci_low"] <= truth <= res["ci_high"])
+        print(f"  concordance correlation (ccc_bootstrap), {n} samples, bivariate normal, CCC {truth:.3f}: "
+              f"{np.mean(hits):.1%}")
+
+
+SECTIONS = {"means": means_section, "grouped": grouped_section, "system": system_section, "classification": classification_section,
             "comparative": comparative_section}
 
 

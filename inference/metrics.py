@@ -18,8 +18,8 @@ Paired comparisons and intervals (also pure, for the experiment tables):
   test on the discordant pairs, and the accuracy difference with the Bonett & Price (2012)
   adjusted-Wald interval for paired proportions.
 - `paired_mean_difference`: mean of per-sample differences, t interval and paired t-test p.
-- `ccc` / `ccc_bootstrap`: Lin's (1989) concordance correlation coefficient, percentile bootstrap
-  CI over samples (seeded).
+- `ccc` / `ccc_bootstrap`: Lin's (1989) concordance correlation coefficient, Fisher-z jackknife-t
+  interval over samples.
 - `holm_adjust`: Holm (1979) step-down adjusted p-values (also used by annotations.metaeval).
 - `multilabel_baselines`: majority label set, most frequent label, and chance at each label's
   prevalence, for multi-label (Emotic) tables.
@@ -297,22 +297,35 @@ def ccc(x: Sequence[float], y: Sequence[float]) -> float | None:
 
 def ccc_bootstrap(x: Sequence[float], y: Sequence[float], *, resamples: int = 1000, seed: int = 20250101,
                   confidence: float = 0.95) -> dict[str, Any]:
-    """CCC with a percentile bootstrap interval over samples (pairs resampled together)."""
+    """CCC with its interval: Fisher's z of the CCC with a jackknife SE and a t(n - 1) quantile,
+    back-transformed (`interval` says so). The name is kept for callers; `resamples` and `seed` are unused.
+
+    The percentile bootstrap used before covered a bivariate normal CCC of 0.67 in 89.5 % of simulated
+    data sets at 20 samples, 92.2 % at 50 and 93.0 % at 100 (benchmarks/ci_coverage_more.py, docs/reports.md).
+    A |CCC| of 1, or leave-one-out values at +-1, have no z: then no interval."""
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     value = ccc(xa, ya)
-    out: dict[str, Any] = {"ccc": value, "ci_low": None, "ci_high": None, "n": int(xa.size)}
-    if value is None or xa.size < 3:
+    n = int(xa.size)
+    out: dict[str, Any] = {"ccc": value, "ci_low": None, "ci_high": None, "n": n,
+                           "interval": "Fisher's z, jackknife SE, t(n - 1)"}
+    if value is None or n < 3 or not -1 < value < 1:
         return out
-    idx = np.random.default_rng(seed).integers(0, xa.size, (resamples, xa.size))
-    bx, by = xa[idx], ya[idx]
-    mx, my = bx.mean(axis=1, keepdims=True), by.mean(axis=1, keepdims=True)
-    denom = bx.var(axis=1) + by.var(axis=1) + (mx[:, 0] - my[:, 0]) ** 2
+    # Leave-one-out moments in one pass (1/n moments of the remaining n - 1 pairs).
+    sx, sy, sxx, syy, sxy = xa.sum(), ya.sum(), (xa * xa).sum(), (ya * ya).sum(), (xa * ya).sum()
+    m = n - 1
+    mx, my = (sx - xa) / m, (sy - ya) / m
+    vx = (sxx - xa * xa) / m - mx**2
+    vy = (syy - ya * ya) / m - my**2
+    cxy = (sxy - xa * ya) / m - mx * my
+    denom = vx + vy + (mx - my) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        boot = np.where(denom > 0, 2 * ((bx - mx) * (by - my)).mean(axis=1) / np.where(denom > 0, denom, 1), np.nan)
-    boot = boot[~np.isnan(boot)]
-    if boot.size:
-        tail = (1 - confidence) / 2
-        out["ci_low"], out["ci_high"] = (float(v) for v in np.quantile(boot, [tail, 1 - tail]))
+        loo = np.arctanh(2 * cxy / denom)
+    if not np.all(np.isfinite(loo)):
+        return out
+    se = math.sqrt((n - 1) / n * ((loo - loo.mean()) ** 2).sum())
+    z = math.atanh(value)
+    half = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1)) * se
+    out["ci_low"], out["ci_high"] = math.tanh(z - half), math.tanh(z + half)
     return out
 
 
