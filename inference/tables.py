@@ -326,7 +326,7 @@ def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
 def va_sources_table(
     *, points: Mapping[str, tuple[str | None, Mapping[int, tuple[float, float]]]],
 ) -> list[dict]:
-    """MAE, Pearson r and Lin's CCC (with a seeded bootstrap CI over samples) of valence and arousal for
+    """MAE, Pearson r and Lin's CCC (with a Fisher-z jackknife-t CI over samples) of valence and arousal for
     each pair of VA sources with values on common samples. CCC is the field's agreement measure for VA:
     unlike r it drops when one source is shifted or scaled against the other.
 

@@ -444,7 +444,8 @@ def _summary_markdown(tables: dict[str, Any], plots: list[Path], out_dir: Path) 
                                                     "delta_words_minus_numbers", "delta_ci_low", "delta_ci_high",
                                                     "p", "test"])]
     lines += ["## VA sources compared", "",
-              "CCC: Lin's concordance correlation with a percentile bootstrap 95 % interval over samples.", "",
+              "CCC: Lin's concordance correlation with a 95 % interval over samples (Fisher's z, jackknife SE, "
+              "t(n - 1)).", "",
               markdown_table(tables["va_sources"], ["source", "source_version", "reference", "n", "mae_valence",
                                                "mae_arousal", "pearson_valence", "pearson_arousal", "ccc_valence",
                                                "ccc_valence_ci_low", "ccc_valence_ci_high", "ccc_arousal",

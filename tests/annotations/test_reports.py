@@ -153,6 +153,13 @@ def test_it_renders_html_with_svg_plots_and_escapes_database_text(researcher: Us
     assert "stand-in for BERT" in html
 
 
+def test_the_html_names_the_per_model_mean_interval_it_shows(researcher: User) -> None:
+    # agreement.mean_bootstrap is Student's t over the model's items, not a percentile bootstrap.
+    html = study_report_build(study=study_make(owner=researcher, items=12), resamples=100).html
+    assert "Student's t interval of the mean over the model's items" in html.replace("&#x27;", "'")
+    assert "percentile bootstrap over the model's items" not in html.replace("&#x27;", "'")
+
+
 def test_it_builds_a_report_for_a_study_without_ratings_saying_why(researcher: User) -> None:
     empty = Study.objects.create(name="Empty", slug="empty", created_by=researcher)
     report = study_report_build(study=empty, resamples=50)

@@ -302,3 +302,16 @@ def test_it_writes_experiment_csvs_through_the_hardened_writer(study, tmp_path) 
     assert "'=1+1" in {r["config"] for r in read_csv(tmp_path / "x" / "accuracy.csv")}
     for name in ("per_emotion", "similarity", "prompt_ablation", "va_sources", "confusion"):
         assert_no_line_starts_a_formula((tmp_path / "x" / f"{name}.csv").read_text())
+
+
+def test_the_summary_names_the_ccc_interval_it_computes(tmp_path) -> None:
+    # metrics.ccc_bootstrap is Fisher's z with a jackknife SE and t(n - 1), not a percentile bootstrap.
+    from inference.services.experiments import _summary_markdown
+
+    meta = {"dataset": "d", "built_at": "now", "samples": 0, "labelled_samples": 0, "multilabel": False,
+            "va_source": "dataset", "va_model_sha256": None, "va_status_counts": {}, "configs": [], "prompts": [],
+            "embedders": [], "notes": []}
+    tables = {"meta": meta, **{key: [] for key in ("accuracy", "paired_systems", "per_emotion", "similarity",
+                                                   "similarity_paired", "prompt_ablation", "va_sources")}}
+    summary = _summary_markdown(tables, [], tmp_path)
+    assert "Fisher's z, jackknife SE, t(n - 1)" in summary and "percentile bootstrap" not in summary
