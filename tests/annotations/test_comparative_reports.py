@@ -168,3 +168,26 @@ def test_the_token_api_serves_choices_and_scores_to_the_owner_only(researcher, o
         response = client.get(f"/research/api/studies/{study.slug}/{route}", HTTP_AUTHORIZATION=f"Bearer {other}")
         assert response.status_code == 404
         assert client.get(f"/research/api/studies/{study.slug}/{route}").status_code == 401
+
+
+def test_a_system_without_a_counting_interval_shows_a_dash_not_empty_brackets() -> None:
+    # A system shown in only one of several samples: Student's t over samples needs 2, so system_scores gives
+    # counting_ci [None, None] (a list, so truthy); the table must not print "[, ]" for it.
+    from django.template.loader import render_to_string
+
+    from annotations import comparative as C
+
+    choices, groups, systems = [], {}, {}
+    for s, members in (("s1", "ABCD"), ("s2", "ACDE"), ("s3", "ACDE")):
+        items = [f"{m}{s}" for m in members]
+        groups.update(dict.fromkeys(items, s))
+        systems.update({item: m for item, m in zip(items, members, strict=True)})
+        for u in range(2):
+            choices.append(C.Choice(unit=f"{s}-{u}", shown=tuple(items), best=items[u], worst=items[3 - u]))
+    rows = {r["system"]: r for r in C.system_scores(choices, system_of=systems, groups=groups, resamples=20).rows()}
+    assert rows["B"]["counting_ci"] == [None, None] and rows["A"]["counting_ci"][0] is not None
+    c = {"kind": "bws", "choices": len(choices), "units": 6, "bt_resamples": 20, "descriptions": [], "agreement": [],
+         "split_half": {"spearman_brown": None, "reason": "few"}, "systems": list(rows.values())}
+    html = render_to_string("annotations/_report_comparative.html", {"c": c})
+    row_b = re.search(r"<tr><td>B</td>.*?</tr>", html, re.S).group(0)
+    assert "[, ]" not in row_b and "—" in row_b
