@@ -551,8 +551,11 @@ def _system_level(
             pearson: dict[str, Any] = {"r": r, "p": p, "ci": None, "n": len(names), "reason": ""}
             corrected = _system_pearson_corrected(xs, h, onehot, np.ones((1, len(present))))[0]
             pearson["r_corrected"] = _finite(corrected)
-            if sizes.min() < 2:
-                pearson["reason"] = "no interval: a system has fewer than 2 items, so its noise is unknown"
+            if sizes.min() < MIN_ITEMS_FOR_CI:
+                # With a handful of items a system's noise estimate is itself noise (resampling 2 items often
+                # draws one twice: no noise at all), and coverage was verified from 10 items per system up.
+                pearson["reason"] = (f"no interval: a system has only {int(sizes.min())} item(s); the noise "
+                                     f"correction needs at least {MIN_ITEMS_FOR_CI} per system")
             elif not np.isfinite(corrected):
                 pearson["reason"] = ("no interval: the systems' means do not differ beyond their sampling noise "
                                      "(noise-corrected variance between systems <= 0)")
@@ -703,7 +706,7 @@ def headline_text(*, result: dict[str, Any], labels: Mapping[str, str] | None = 
         ci_d = f" [{_f(runner['ci'][0])}, {_f(runner['ci'][1])}]" if runner["ci"] else ""
         verdict = ("agrees with humans better than" if runner["p_holm"] is not None and runner["p_holm"] < 0.05
                    else "is not clearly better than")
-        tests = len(result["comparisons"])
+        tests = sum(c["p"] is not None for c in result["comparisons"])  # what Holm corrected over
         # The interval is the unadjusted one, so the unadjusted p goes with it; the verdict follows the Holm p
         # (a 95 % interval can exclude 0 while the corrected p is above 0.05: both are shown, so it reads true).
         holm = f"Holm p {_p(runner['p_holm'])} over {tests} tests" if tests > 1 else f"p {_p(runner['p_holm'])}"

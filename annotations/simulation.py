@@ -147,7 +147,7 @@ def _coverage_run(design: Design, *, datasets: int, resamples: int, seed: int,
         metrics = meta["metrics"]
         good = metrics["good"]
         for method in ("spearman", "pearson", "kendall"):
-            low, high = good[method]["ci"]
+            low, high = good[method]["ci"] or (np.nan, np.nan)  # no interval counts as a miss
             hits[method].append(low <= population[f"{method}_good"] <= high)
         hits["kendall_defined"].append(good["kendall"]["ci"] is not None)
         for c in meta["comparisons"]:

@@ -99,7 +99,23 @@ def test_system_level_pearson_has_no_interval_when_a_system_has_one_item() -> No
     human = np.array([1.0, 2, 3, 4, 5, 4.5, 2])
     res = M._system_level(common=common, human=human, shown={"m": human + np.arange(7) * 0.1}, systems=systems,
                           resamples=50, seed=1, confidence=0.95)["metrics"]["m"]
-    assert res["pearson"]["ci"] is None and "fewer than 2 items" in res["pearson"]["reason"]
+    assert res["pearson"]["ci"] is None and "only 1 item(s)" in res["pearson"]["reason"]
+
+
+def test_system_level_pearson_has_no_interval_below_ten_items_per_system() -> None:
+    # 3 systems x 2 items: resampling 2 items often draws one twice and the noise looks like 0, so an
+    # interval here was spuriously narrow ([0.85, 1.00] in review); from 10 items per system it is given.
+    rng = np.random.default_rng(4)
+    for per, expect_ci in ((2, False), (9, False), (10, True)):
+        sys_of = np.repeat(np.arange(3), per)
+        human = np.array([1.0, 3.0, 5.0])[sys_of] + rng.normal(0, 0.3, len(sys_of))
+        metric = human + rng.normal(0, 0.3, len(sys_of))
+        res = M._system_level(common=list(range(len(sys_of))), human=human, shown={"m": metric},
+                              systems={u: f"s{s}" for u, s in enumerate(sys_of)}, resamples=50, seed=1,
+                              confidence=0.95)["metrics"]["m"]["pearson"]
+        assert (res["ci"] is not None) is expect_ci, (per, res)
+        if not expect_ci:
+            assert f"only {per} item(s)" in res["reason"] and "at least 10 per system" in res["reason"]
 
 
 # --- comparative counting scores -------------------------------------------------------------------
