@@ -708,6 +708,9 @@ def split_half(
         raise ComparativeInputError(f"unknown scoring method {method!r}; choose one of {', '.join(METHODS)}")
     if correlation not in ("spearman", "pearson"):
         raise ComparativeInputError("split-half is defined here for spearman and pearson")
+    # Canonical order before the seeded random splits: the same choices give the same figure whatever order
+    # the database returned them in.
+    choices = sorted(choices, key=lambda c: tuple(map(repr, (c.unit, c.shown, c.best, c.worst, c.annotator))))
     data = choices_compile(choices, groups=groups)
     per_unit = np.bincount(data.unit_of, minlength=len(data.units))
     usable = per_unit[data.unit_of] >= 2

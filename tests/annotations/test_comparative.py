@@ -247,6 +247,18 @@ def test_it_gives_split_half_near_zero_for_random_choices_and_one_for_unanimous_
     assert split_half(unanimous, splits=10).spearman_brown == pytest.approx(1.0)
 
 
+def test_its_split_half_does_not_depend_on_the_order_the_choices_come_in():
+    design = design_generate(groups=_groups(12, 8), size=4, seed=3)
+    groups = {item: unit.group for unit in design.units for item in unit.items}
+    rng = np.random.default_rng(3)
+    quality = {item: rng.normal() for item in design.appearances}
+    choices = _simulate(design, quality, per_unit=3, noise=1.5, rng=rng)
+    shuffled = list(choices)
+    random.Random(1).shuffle(shuffled)
+    first = split_half(choices, groups=groups, splits=30, seed=2)
+    assert split_half(shuffled, groups=groups, splits=30, seed=2).r_half == pytest.approx(first.r_half, abs=1e-12)
+
+
 def test_it_agrees_between_counting_and_bradley_terry_split_half():
     design = design_generate(groups=_groups(10, 8), size=4, seed=5)
     groups = {item: unit.group for unit in design.units for item in unit.items}
