@@ -247,12 +247,17 @@ def test_it_gives_split_half_near_zero_for_random_choices_and_one_for_unanimous_
     assert split_half(unanimous, splits=10).spearman_brown == pytest.approx(1.0)
 
 
-def test_its_split_half_does_not_depend_on_the_order_the_choices_come_in():
-    design = design_generate(groups=_groups(12, 8), size=4, seed=3)
+def _study_choices(*, n_groups: int, seed: int, per_unit: int, noise: float) -> tuple[list[Choice], dict]:
+    """Simulated best-worst choices on a generated design, and each item's group."""
+    design = design_generate(groups=_groups(n_groups, 8), size=4, seed=seed)
     groups = {item: unit.group for unit in design.units for item in unit.items}
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(seed)
     quality = {item: rng.normal() for item in design.appearances}
-    choices = _simulate(design, quality, per_unit=3, noise=1.5, rng=rng)
+    return _simulate(design, quality, per_unit=per_unit, noise=noise, rng=rng), groups
+
+
+def test_its_split_half_does_not_depend_on_the_order_the_choices_come_in():
+    choices, groups = _study_choices(n_groups=12, seed=3, per_unit=3, noise=1.5)
     shuffled = list(choices)
     random.Random(1).shuffle(shuffled)
     first = split_half(choices, groups=groups, splits=30, seed=2)
@@ -260,11 +265,7 @@ def test_its_split_half_does_not_depend_on_the_order_the_choices_come_in():
 
 
 def test_it_agrees_between_counting_and_bradley_terry_split_half():
-    design = design_generate(groups=_groups(10, 8), size=4, seed=5)
-    groups = {item: unit.group for unit in design.units for item in unit.items}
-    rng = np.random.default_rng(5)
-    quality = {item: rng.normal() for item in design.appearances}
-    choices = _simulate(design, quality, per_unit=4, noise=1.0, rng=rng)
+    choices, groups = _study_choices(n_groups=10, seed=5, per_unit=4, noise=1.0)
     counting = split_half(choices, groups=groups, splits=20, seed=0)
     bt = split_half(choices, groups=groups, method="bradley_terry", splits=20, seed=0)
     assert bt.spearman_brown == pytest.approx(counting.spearman_brown, abs=0.05)
