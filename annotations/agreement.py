@@ -578,10 +578,8 @@ def correlation_bootstrap(
     low, high = (np.quantile(valid, [tail, 1.0 - tail]) if len(valid) else (np.nan, np.nan))
     interval = "percentile"
     if method == "pearson":
-        from annotations.metaeval import _fisher_t_interval, _pearson_influence
-
-        influence = _pearson_influence(xa, ya)[1]
-        ci = _fisher_t_interval(r=float(r), se=math.sqrt(np.mean(influence**2) / n), samples=boot,
+        influence = pearson_influence(xa, ya)[1]
+        ci = fisher_t_interval(r=float(r), se=math.sqrt(np.mean(influence**2) / n), samples=boot,
                                 se_samples=se_boot, confidence=confidence)
         if ci is not None:
             (low, high), interval = ci, "bootstrap-t on Fisher's z"
@@ -589,6 +587,72 @@ def correlation_bootstrap(
         method=method, r=r, p_value=p, ci_low=_finite(low), ci_high=_finite(high), n=n, resamples=resamples,
         undefined_resamples=int(resamples - len(valid)), interval=interval,
     )
+
+
+# --- Resampling helpers: order statistics, Pearson's influence function, bootstrap-t intervals, draw counts
+# (also used by the report's meta-evaluation, annotations/metaeval.py) ------------------------------------
+
+def order_index(count: int, tail: float) -> int:
+    """0-based index of the smallest sample that bounds a `tail` share, by the (B + 1) rule of Davison &
+    Hinkley (1997, 5.2): the same rule turns counts into p-values (`metaeval._percentile_p`, `studentized`), so an
+    interval excludes a value exactly when the p of that value is below 2 * tail."""
+    return min(max(math.ceil(tail * (count + 1)) - 2, 0), count - 1)
+
+
+def standardise(v: np.ndarray, weights: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """(v - mean) / SD along the last axis, both weighted by how often each item was drawn (1/n SD); NaN
+    where the drawn values do not vary (beyond rounding of the weighted mean)."""
+    mean = (weights * v).sum(axis=-1, keepdims=True) / total
+    centred = v - mean
+    sd = np.sqrt((weights * centred**2).sum(axis=-1, keepdims=True) / total)
+    flat = sd <= 1e-12 * np.maximum(np.abs(mean), 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return centred / np.where(flat, np.nan, sd)
+
+
+def pearson_influence(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson's r along the last axis and each item's empirical influence on it (one row or many;
+    `weights`: how often each item was drawn into a resample): IF_i = zx_i zy_i - r (zx_i^2 + zy_i^2) / 2,
+    z standardised with the 1/n SD. Var(r) ~ mean(IF^2) / n holds without normality or equal error
+    variances (the nonparametric delta method; Davison & Hinkley 1997, 2.7.2), which a mean over a
+    varying number of biased raters does not have. No variation: NaN."""
+    w = np.ones(np.broadcast_shapes(x.shape, y.shape)) if weights is None else weights
+    total = w.sum(axis=-1, keepdims=True)
+    zx, zy = standardise(x, w, total), standardise(y, w, total)
+    r = (w * zx * zy).sum(axis=-1) / total[..., 0]
+    return r, zx * zy - r[..., None] * (zx**2 + zy**2) / 2
+
+
+def studentized(
+    *, observed: float, se: float, samples: np.ndarray, se_samples: np.ndarray,
+) -> tuple[np.ndarray, float] | None:
+    """Bootstrap-t: t* = (theta* - theta) / se* of every valid resample, and t = theta / se of H0: theta = 0;
+    None when a standard error is 0 (nothing to studentize by)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = (samples - observed) / se_samples
+    t = t[np.isfinite(t)]
+    if not len(t) or not se > 0:
+        return None
+    return t, observed / se
+
+
+def fisher_t_interval(
+    *, r: float, se: float, samples: np.ndarray, se_samples: np.ndarray, confidence: float,
+) -> list[float] | None:
+    """Bootstrap-t interval of a correlation on Fisher's z, back-transformed (None: fall back to percentile)."""
+    if not -1 < r < 1:
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        student = studentized(observed=math.atanh(r), se=se / (1 - r**2), samples=np.arctanh(samples),
+                              se_samples=se_samples / (1 - samples**2))
+    if student is None:
+        return None
+    t = np.sort(student[0])
+    low = order_index(len(t), (1 - confidence) / 2)
+    se_z = se / (1 - r**2)
+    return [math.tanh(math.atanh(r) - t[len(t) - 1 - low] * se_z), math.tanh(math.atanh(r) - t[low] * se_z)]
 
 
 def draw_counts(idx: np.ndarray, dtype: type = float) -> np.ndarray:
@@ -600,11 +664,9 @@ def draw_counts(idx: np.ndarray, dtype: type = float) -> np.ndarray:
 
 def _pearson_resampled(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pearson's r and its influence-function standard error in each resample (rows of item indices)."""
-    from annotations.metaeval import _pearson_influence
-
     n = idx.shape[1]
     weights = draw_counts(idx)
-    r, influence = _pearson_influence(x, y, weights)
+    r, influence = pearson_influence(x, y, weights)
     return r, np.sqrt((weights * influence**2).sum(axis=1) / n / n)
 
 

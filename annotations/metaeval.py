@@ -110,18 +110,12 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _order_index(count: int, tail: float) -> int:
-    """0-based index of the smallest sample that bounds a `tail` share, by the (B + 1) rule of Davison &
-    Hinkley (1997, 5.2): the same rule turns counts into p-values (`_percentile_p`, `_studentized`), so an
-    interval excludes a value exactly when the p of that value is below 2 * tail."""
-    return min(max(math.ceil(tail * (count + 1)) - 2, 0), count - 1)
-
 
 def _quantiles(samples: np.ndarray, confidence: float) -> list[float] | None:
     valid = np.sort(samples[~np.isnan(samples)])
     if not len(valid):
         return None
-    low = _order_index(len(valid), (1 - confidence) / 2)
+    low = A.order_index(len(valid), (1 - confidence) / 2)
     return [float(valid[low]), float(valid[len(valid) - 1 - low])]
 
 
@@ -134,30 +128,6 @@ def _percentile_p(samples: np.ndarray) -> float | None:
     return float(min(1.0, 2 * tail / (len(valid) + 1)))
 
 
-def _standardise(v: np.ndarray, weights: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """(v - mean) / SD along the last axis, both weighted by how often each item was drawn (1/n SD); NaN
-    where the drawn values do not vary (beyond rounding of the weighted mean)."""
-    mean = (weights * v).sum(axis=-1, keepdims=True) / total
-    centred = v - mean
-    sd = np.sqrt((weights * centred**2).sum(axis=-1, keepdims=True) / total)
-    flat = sd <= 1e-12 * np.maximum(np.abs(mean), 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return centred / np.where(flat, np.nan, sd)
-
-
-def _pearson_influence(
-    x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson's r along the last axis and each item's empirical influence on it (one row or many;
-    `weights`: how often each item was drawn into a resample): IF_i = zx_i zy_i - r (zx_i^2 + zy_i^2) / 2,
-    z standardised with the 1/n SD. Var(r) ~ mean(IF^2) / n holds without normality or equal error
-    variances (the nonparametric delta method; Davison & Hinkley 1997, 2.7.2), which a mean over a
-    varying number of biased raters does not have. No variation: NaN."""
-    w = np.ones(np.broadcast_shapes(x.shape, y.shape)) if weights is None else weights
-    total = w.sum(axis=-1, keepdims=True)
-    zx, zy = _standardise(x, w, total), _standardise(y, w, total)
-    r = (w * zx * zy).sum(axis=-1) / total[..., 0]
-    return r, zx * zy - r[..., None] * (zx**2 + zy**2) / 2
 
 
 def _influence_gram(influence: Sequence[np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
@@ -190,34 +160,6 @@ def _resampled_ranks(weights: np.ndarray, runs: tuple[np.ndarray, np.ndarray, np
     return (below + (per_run + 1) / 2)[:, run]
 
 
-def _studentized(
-    *, observed: float, se: float, samples: np.ndarray, se_samples: np.ndarray,
-) -> tuple[np.ndarray, float] | None:
-    """Bootstrap-t: t* = (theta* - theta) / se* of every valid resample, and t = theta / se of H0: theta = 0;
-    None when a standard error is 0 (nothing to studentize by)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = (samples - observed) / se_samples
-    t = t[np.isfinite(t)]
-    if not len(t) or not se > 0:
-        return None
-    return t, observed / se
-
-
-def _fisher_t_interval(
-    *, r: float, se: float, samples: np.ndarray, se_samples: np.ndarray, confidence: float,
-) -> list[float] | None:
-    """Bootstrap-t interval of a correlation on Fisher's z, back-transformed (None: fall back to percentile)."""
-    if not -1 < r < 1:
-        return None
-    with np.errstate(invalid="ignore", divide="ignore"):
-        student = _studentized(observed=math.atanh(r), se=se / (1 - r**2), samples=np.arctanh(samples),
-                               se_samples=se_samples / (1 - samples**2))
-    if student is None:
-        return None
-    t = np.sort(student[0])
-    low = _order_index(len(t), (1 - confidence) / 2)
-    se_z = se / (1 - r**2)
-    return [math.tanh(math.atanh(r) - t[len(t) - 1 - low] * se_z), math.tanh(math.atanh(r) - t[low] * se_z)]
 
 
 def _symmetric_t(
@@ -225,11 +167,11 @@ def _symmetric_t(
 ) -> tuple[list[float], float] | None:
     """Symmetric bootstrap-t interval delta +- c se and its p = (1 + #{|t*| >= |t|}) / (B + 1), with c the
     order statistic of |t*| by the same (B + 1) rule: p < 1 - confidence exactly when the CI excludes 0."""
-    student = _studentized(observed=delta, se=se, samples=samples, se_samples=se_samples)
+    student = A.studentized(observed=delta, se=se, samples=samples, se_samples=se_samples)
     if student is None:
         return None
     t, t_obs = np.sort(np.abs(student[0])), abs(student[1])
-    c = float(t[len(t) - 1 - _order_index(len(t), 1 - confidence)])
+    c = float(t[len(t) - 1 - A.order_index(len(t), 1 - confidence)])
     p = float((1 + np.sum(t >= t_obs)) / (len(t) + 1))
     return [delta - c * se, delta + c * se], p
 
@@ -277,18 +219,18 @@ def _boot_correlations(
         idx = rng.integers(0, n, size=(stop - start, n))
         weights = A.draw_counts(idx)
         total = np.full((stop - start, 1), float(n))
-        human_ranks = _standardise(_resampled_ranks(weights, human_runs), weights, total)
+        human_ranks = A.standardise(_resampled_ranks(weights, human_runs), weights, total)
         influence = []
         for name, x in metrics.items():
-            out[name]["pearson"][start:stop], inf = _pearson_influence(x, human, weights)
+            out[name]["pearson"][start:stop], inf = A.pearson_influence(x, human, weights)
             influence.append(inf)
             if "spearman" in methods:
-                ranks = _standardise(_resampled_ranks(weights, runs[name]), weights, total)
+                ranks = A.standardise(_resampled_ranks(weights, runs[name]), weights, total)
                 out[name]["spearman"][start:stop] = (weights * ranks * human_ranks).sum(axis=1) / n
             if "kendall" in methods:
                 out[name]["kendall"][start:stop] = A._kendall_resampled(x, human, idx)
         gram[start:stop] = _influence_gram(influence, weights)
-    observed = _influence_gram([_pearson_influence(x, human)[1] for x in metrics.values()])
+    observed = _influence_gram([A.pearson_influence(x, human)[1] for x in metrics.values()])
     return _Resampled(names=list(metrics), samples=out, gram=gram, observed_gram=observed, items=n)
 
 
@@ -449,7 +391,7 @@ def _correlation_interval(
     """Pearson: bootstrap-t on Fisher's z; else, or when r is +-1 or nothing varies, the percentile interval."""
     if method == "pearson":
         se, se_samples = boot.pearson_se(name)
-        ci = _fisher_t_interval(r=r, se=se, samples=samples, se_samples=se_samples, confidence=confidence)
+        ci = A.fisher_t_interval(r=r, se=se, samples=samples, se_samples=se_samples, confidence=confidence)
         if ci is not None:
             return ci, "bootstrap-t on Fisher's z"
     return _quantiles(samples, confidence), "percentile"

@@ -38,6 +38,7 @@ from scipy import optimize, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from annotations import agreement as A  # noqa: E402
 from annotations import metaeval as M  # noqa: E402
 from annotations import simulation as S  # noqa: E402
 
@@ -112,7 +113,7 @@ def single_intervals(r: float, samples: np.ndarray, influence: np.ndarray, boot_
         "percentile": M._quantiles(samples, CONFIDENCE),
         "bca": bca(samples, r, influence)[0],
         "Fisher z, bootstrap SE": [math.tanh(math.atanh(r) - z * sd_z), math.tanh(math.atanh(r) + z * sd_z)],
-        "bootstrap-t on Fisher z": M._fisher_t_interval(r=r, se=se, samples=samples, se_samples=se_b,
+        "bootstrap-t on Fisher z": A.fisher_t_interval(r=r, se=se, samples=samples, se_samples=se_b,
                                                          confidence=CONFIDENCE),
     }
 
@@ -151,8 +152,8 @@ def dataset_evaluate(design: S.Design, *, rng: np.random.Generator, resamples: i
                 return v if rows is None else v[rows]
             return stats.rankdata(v) if rows is None else stats.rankdata(v[rows], axis=1)
         h, hb = prep(human), prep(human, idx)
-        fit = {k: M._pearson_influence(prep(x), h) for k, x in metrics.items()}
-        boot = {k: M._pearson_influence(prep(x, idx), hb) for k, x in metrics.items()}
+        fit = {k: A.pearson_influence(prep(x), h) for k, x in metrics.items()}
+        boot = {k: A.pearson_influence(prep(x, idx), hb) for k, x in metrics.items()}
         out[method] = {"single": single_intervals(fit["good"][0], boot["good"][0], fit["good"][1], boot["good"][1]),
                        "pairs": {(a, b): difference_tests(method, a, b, fit, boot, metrics) for a, b in PAIRS}}
     return out

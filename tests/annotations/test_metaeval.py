@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from annotations import agreement as A
 from annotations import metaeval as M
 
 
@@ -57,7 +58,7 @@ def test_it_estimates_the_sampling_sd_of_pearsons_r_by_the_normal_theory_value_f
     # without assuming normality, and agree with it when the data are normal.
     rng = np.random.default_rng(2)
     data = rng.multivariate_normal([0, 0], [[1, 0.6], [0.6, 1]], size=200_000)
-    r, influence = M._pearson_influence(data[:, 0], data[:, 1])
+    r, influence = A.pearson_influence(data[:, 0], data[:, 1])
     assert r == pytest.approx(stats.pearsonr(data[:, 0], data[:, 1]).statistic)
     assert np.sqrt(np.mean(influence**2)) == pytest.approx(1 - 0.6**2, rel=0.01)
 
